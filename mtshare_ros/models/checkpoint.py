@@ -1,0 +1,133 @@
+"""One versioned checkpoint format for every model the package trains, ships and loads.
+
+A checkpoint is a ``torch.save`` dict: weights per task, the architecture config, the task list, the
+class names and the training provenance. Loading checks format, version and every tensor shape and
+says what differs, so a checkpoint of another shape never loads half-way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtshare_ros.models.vit import ModelConfig, build_task_models
+
+CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
+CHECKPOINT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: missing, of another format/version, or of another shape."""
+
+
+def save_checkpoint(
+    path: str | Path,
+    models: nn.ModuleDict,
+    cfg: ModelConfig,
+    class_names: list[str] | tuple[str, ...],
+    provenance: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write ``models`` (task -> DenseViT) with their config; ``half`` stores float tensors as fp16."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {}
+    for task, model in models.items():
+        sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if half:
+            sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+        weights[task] = sd
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model_config": cfg.to_dict(),
+            "tasks": list(models.keys()),
+            "class_names": list(class_names),
+            "provenance": provenance or {},
+            "weights": weights,
+        },
+        path,
+    )
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``default`` -> the weights shipped inside the package; anything else is a file path."""
+    p = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate the envelope (format, version, keys) without building models."""
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or not a torch file
+        raise CheckpointError(f"{p}: not a readable torch checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: not an mtshare_ros checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{p}: checkpoint version {ckpt.get('version')} but this mtshare_ros reads version {CHECKPOINT_VERSION}"
+        )
+    for key in ("model_config", "tasks", "class_names", "weights"):
+        if key not in ckpt:
+            raise CheckpointError(f"{p}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Raise ``CheckpointError`` naming every missing, unexpected or differently shaped tensor."""
+    own = model.state_dict()
+    problems = []
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensors (e.g. {', '.join(unexpected[:3])})")
+    for k in sorted(set(own) & set(state)):
+        if own[k].shape != state[k].shape:
+            problems.append(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+    if problems:
+        raise CheckpointError(f"{where}: shape mismatch: " + "; ".join(problems[:6]))
+
+
+def load_checkpoint(
+    path: str | Path, cfg: ModelConfig | None = None, tasks: list[str] | None = None
+) -> tuple[nn.ModuleDict, dict[str, Any]]:
+    """Build the checkpoint's models and load their weights (fp32, CPU, eval mode).
+
+    ``cfg`` / ``tasks``, when given, are what the caller expects; a checkpoint that differs is
+    rejected with the differing fields named. Returns (models, metadata without the weights).
+    """
+    ckpt = read_checkpoint(path)
+    where = str(resolve_checkpoint(path))
+    ck_cfg = ModelConfig.from_dict(ckpt["model_config"])
+    if cfg is not None and cfg != ck_cfg:
+        diff = [
+            f"{k}: checkpoint {v!r} vs expected {getattr(cfg, k)!r}"
+            for k, v in ck_cfg.__dict__.items()
+            if getattr(cfg, k) != v
+        ]
+        raise CheckpointError(f"{where}: model config differs: " + "; ".join(diff))
+    wanted = list(tasks) if tasks is not None else list(ckpt["tasks"])
+    absent = [t for t in wanted if t not in ckpt["weights"]]
+    if absent:
+        raise CheckpointError(f"{where}: no weights for task(s) {absent}; checkpoint has {list(ckpt['weights'])}")
+    models = build_task_models(ck_cfg, wanted)
+    for task in wanted:
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["weights"][task].items()}
+        check_state_dict(models[task], state, f"{where} [{task}]")
+        models[task].load_state_dict(state)
+    models.eval()
+    meta = {k: v for k, v in ckpt.items() if k != "weights"}
+    meta["model_config"] = ck_cfg
+    return models, meta

@@ -1,0 +1,150 @@
+"""Dense-prediction vision transformer: a ViT encoder of timm blocks with a light multi-level head.
+
+One ``DenseViT`` solves one task. The encoder is plain ViT (patch embedding, learned absolute
+positional embedding, pre-norm blocks) so that timm checkpoints map onto it and the task-sharing
+engine can walk its blocks layer by layer. The head takes the tokens of a few encoder layers,
+fuses them at 1/16 resolution and upsamples with two small conv stages to 1/4, then bilinearly to the
+input size: most of the cost stays in the encoder, where sharing can save it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.models.vision_transformer import Block
+from torch import nn
+
+TASK_CHANNELS: dict[str, int | None] = {"segmentation": None, "depth": 1, "normals": 3}
+"""Output channels per task; ``None`` means "number of classes"."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one single-task model; stored in every checkpoint."""
+
+    img_size: tuple[int, int] = (240, 320)
+    patch_size: int = 16
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    feature_layers: tuple[int, ...] = (1, 3, 5)
+    head_channels: int = 96
+    num_classes: int = 15
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["img_size"] = list(self.img_size)
+        d["feature_layers"] = list(self.feature_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["img_size"] = tuple(d["img_size"])
+        d["feature_layers"] = tuple(d["feature_layers"])
+        return cls(**d)
+
+
+class ViTEncoder(nn.Module):
+    """Patch embedding + positional embedding + timm ``Block`` stack (no class token)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.embed_dim,
+            strict_img_size=False,
+        )
+        self.grid_size = self.patch_embed.grid_size
+        self.pos_embed = nn.Parameter(torch.randn(1, self.grid_size[0] * self.grid_size[1], cfg.embed_dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True) for _ in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Positional embedding for a token grid, interpolated when it differs from the training grid."""
+        if tuple(grid) == tuple(self.grid_size):
+            return self.pos_embed
+        return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.grid_size), num_prefix_tokens=0)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Image (B, 3, H, W), H and W multiples of the patch size -> tokens (B, N, C) and grid."""
+        p = self.cfg.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")
+        grid = (x.shape[-2] // p, x.shape[-1] // p)
+        return self.patch_embed(x) + self.pos_embed_for(grid), grid
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """Returns the outputs of ``cfg.feature_layers`` (last one after the final norm) and the grid."""
+        tokens, grid = self.embed(x)
+        feats = []
+        for i, blk in enumerate(self.blocks):
+            tokens = blk(tokens)
+            if i in self.cfg.feature_layers:
+                feats.append(self.norm(tokens) if i == len(self.blocks) - 1 else tokens)
+        return feats, grid
+
+
+class DenseHead(nn.Module):
+    """Fuses multi-level tokens and upsamples to a dense map; task-specific output activation."""
+
+    def __init__(self, cfg: ModelConfig, task: str, out_channels: int) -> None:
+        super().__init__()
+        self.task = task
+        c = cfg.head_channels
+        self.fuse = nn.Conv2d(cfg.embed_dim * len(cfg.feature_layers), c, 1)
+        self.up1 = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1), nn.BatchNorm2d(c // 2), nn.GELU())
+        self.up2 = nn.Sequential(nn.Conv2d(c // 2, c // 3, 3, padding=1), nn.BatchNorm2d(c // 3), nn.GELU())
+        self.out = nn.Conv2d(c // 3, out_channels, 1)
+
+    def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        b = feats[0].shape[0]
+        x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for f in feats], dim=1)
+        x = self.fuse(x)
+        x = self.up1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = self.up2(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
+        if self.task == "depth":
+            return torch.exp(x.clamp(-6.0, 6.0))  # predicted log-metres: positive, scale-aware
+        if self.task == "normals":
+            return F.normalize(x, dim=1)
+        return x
+
+
+class DenseViT(nn.Module):
+    """One task's model: ``forward(image)`` -> dense prediction at the image size.
+
+    Outputs: segmentation logits (B, K, H, W); depth in metres (B, 1, H, W); unit normals in the
+    camera optical frame (B, 3, H, W). Inputs are ImageNet-normalised RGB.
+    """
+
+    def __init__(self, cfg: ModelConfig, task: str) -> None:
+        super().__init__()
+        if task not in TASK_CHANNELS:
+            raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_CHANNELS)}")
+        self.cfg = cfg
+        self.task = task
+        out = TASK_CHANNELS[task] or cfg.num_classes
+        self.encoder = ViTEncoder(cfg)
+        self.head = DenseHead(cfg, task, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, grid = self.encoder(x)
+        return self.head(feats, grid, tuple(x.shape[-2:]))
+
+
+def build_task_models(cfg: ModelConfig, tasks: list[str] | tuple[str, ...]) -> nn.ModuleDict:
+    """Independent single-task models, one per task, keyed by task name."""
+    return nn.ModuleDict({t: DenseViT(cfg, t) for t in tasks})
