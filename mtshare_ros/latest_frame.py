@@ -1,0 +1,85 @@
+"""Latest-frame policy: one worker thread, one waiting slot, newer frames replace the waiting one.
+
+Inference is slower than many cameras. A queue would grow latency without bound; this keeps at
+most one frame waiting, so latency stays bounded by roughly two inference times, and counts what
+it dropped so the node can report it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class LatestFrameWorker(Generic[T]):
+    """Runs ``process(item)`` on a background thread for the newest submitted item."""
+
+    def __init__(self, process: Callable[[T], None], name: str = "mtshare-inference") -> None:
+        self._process = process
+        self._name = name
+        self._cond = threading.Condition()
+        self._pending: T | None = None
+        self._has_pending = False
+        self._running = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.submitted = 0
+        self.dropped = 0
+        self.processed = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the frame in progress; a waiting frame is discarded (and counted as dropped)."""
+        with self._cond:
+            self._running = False
+            if self._has_pending:
+                self.dropped += 1
+            self._pending, self._has_pending = None, False
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, item: T) -> None:
+        """Offer a frame; replaces (and counts as dropped) a frame still waiting."""
+        with self._cond:
+            self.submitted += 1
+            if self._has_pending:
+                self.dropped += 1
+            self._pending, self._has_pending = item, True
+            self._cond.notify()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._has_pending:
+                    self._cond.wait()
+                if not self._running:
+                    return
+                item, self._pending, self._has_pending = self._pending, None, False
+                self._busy = True
+            try:
+                self._process(item)  # type: ignore[arg-type]
+                self.processed += 1
+            except Exception:  # keep serving frames; the callback reports its own errors
+                self.failed += 1
+                log.exception("processing a frame failed")
+            finally:
+                self._busy = False
