@@ -30,7 +30,9 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int, data: bytes | 
         raise FrameError(f"step {step} is smaller than width*channels = {row} for {encoding}")
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size < step * (height - 1) + row:
-        raise FrameError(f"data has {buf.size} bytes, expected {step * height} for {width}x{height} {encoding} step {step}")
+        raise FrameError(
+            f"data has {buf.size} bytes, expected {step * height} for {width}x{height} {encoding} step {step}"
+        )
     if buf.size >= step * height:
         rows = buf[: step * height].reshape(height, step)
     else:  # last row unpadded, as some drivers send

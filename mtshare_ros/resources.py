@@ -6,6 +6,7 @@ colcon installs them under ``share/mtshare_ros`` (found through the ament index)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,10 +21,9 @@ def share_dir() -> Path:
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
-        try:
+        # not in an ament index, or no AMENT_PREFIX_PATH at all: fall through to the other candidates
+        with contextlib.suppress(PackageNotFoundError, OSError):
             candidates.insert(0, Path(get_package_share_directory(PACKAGE)))
-        except (PackageNotFoundError, OSError):  # not in an ament index, or no AMENT_PREFIX_PATH
-            pass
     except ImportError:
         pass
     candidates.append(Path(sys.prefix) / "share" / PACKAGE)

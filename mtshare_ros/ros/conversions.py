@@ -55,7 +55,12 @@ def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
 def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
     """Structured ``POINT_DTYPE`` array -> unorganised PointCloud2 (height 1)."""
     fields = [
-        PointField(name=name, offset=POINT_DTYPE.fields[name][1], datatype=_POINTFIELD_TYPES[POINT_DTYPE.fields[name][0]], count=1)
+        PointField(
+            name=name,
+            offset=POINT_DTYPE.fields[name][1],
+            datatype=_POINTFIELD_TYPES[POINT_DTYPE.fields[name][0]],
+            count=1,
+        )
         for name in POINT_DTYPE.names
     ]
     msg = PointCloud2(

@@ -132,7 +132,7 @@ class Recorder:
         with self._lock:
             for arr in reversed(self.diagnostics):
                 for st in arr.status:
-                    if "mtshare" in st.name:
+                    if st.name.startswith(self.namespace + "/"):
                         return {kv.key: kv.value for kv in st.values}
         return {}
 

@@ -124,7 +124,11 @@ class MtshareNode(LifecycleNode):
         self.declare_parameter(
             "qos.input_depth",
             1,
-            _descriptor("History depth of the image subscriptions.", True, integer_range=[IntegerRange(from_value=1, to_value=100)]),
+            _descriptor(
+                "History depth of the image subscriptions.",
+                True,
+                integer_range=[IntegerRange(from_value=1, to_value=100)],
+            ),
         )
         self.declare_parameter(
             "qos.output_reliability",
@@ -134,7 +138,11 @@ class MtshareNode(LifecycleNode):
         self.declare_parameter(
             "qos.output_depth",
             2,
-            _descriptor("History depth of the output publishers.", True, integer_range=[IntegerRange(from_value=1, to_value=100)]),
+            _descriptor(
+                "History depth of the output publishers.",
+                True,
+                integer_range=[IntegerRange(from_value=1, to_value=100)],
+            ),
         )
         self.declare_parameter(
             "diagnostics_period",
@@ -317,7 +325,9 @@ class MtshareNode(LifecycleNode):
         if pred.segmentation is not None:
             out["segmentation"] = array_to_image(pred.segmentation, header)
             if self._wanted("segmentation/color"):
-                out["segmentation/color"] = array_to_image(colorize_segmentation(pred.segmentation, num_classes), header)
+                out["segmentation/color"] = array_to_image(
+                    colorize_segmentation(pred.segmentation, num_classes), header
+                )
         if pred.depth is not None:
             out["depth"] = array_to_image(pred.depth, header)
             if self._wanted("depth/color"):
@@ -386,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the mtshare perception node. Topics and parameters are remapped/set with "
         "--ros-args (e.g. --ros-args -r image:=/camera/image_raw --params-file config/mtshare.yaml).",
     )
-    parser.add_argument("--no-autostart", action="store_true", help="stay unconfigured; drive it with lifecycle services")
+    parser.add_argument(
+        "--no-autostart", action="store_true", help="stay unconfigured; drive it with lifecycle services"
+    )
     args = parser.parse_args(argv)
     use_fastdds_profile()
     rclpy.init(args=["mtshare"] + ros_args)
