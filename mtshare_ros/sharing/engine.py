@@ -1,0 +1,381 @@
+"""The shared multi-task engine: the base task runs densely, sub-tasks recompute only changed tokens.
+
+Per encoder block ``l`` and sub-task ``s``:
+
+1. The base task runs the block on all tokens and keeps its input ``x_b``, output ``y_b`` and its
+   attention keys/values ``K_b, V_b``.
+2. The sub-task's block input ``x_s`` is compared with ``x_b`` token by token
+   (``|x_s - x_b| / |x_b|``). Tokens above the task's threshold (all tokens at threshold 0), at most
+   ``ceil(max_token_fraction * N)`` of them, largest first, form the set ``S``; the others form ``U``.
+3. The rows of ``S`` are gathered and run through the sub-task's block: its LayerNorms, QKV, attention,
+   projection and MLP, with the weights ``W_base + dW``. The products with ``W_base`` run once on the
+   concatenated rows of all sub-tasks; each task then adds its own delta term (low-rank / row deltas)
+   or, for fused deltas, runs its rows through ``W_base + dW`` alone.
+4. Each token of ``U`` keeps its own residual stream and takes the base task's update for this block:
+   ``y_s = x_s + (y_b - x_b)``. The results of ``S`` are scattered over it.
+
+What is exact and what is approximate:
+
+* Rows of ``S`` are exact given the block's inputs: their queries attend to all N keys of the sub-task.
+* Keys and values of ``S`` tokens are the sub-task's own (computed from its rows). Keys and values of
+  ``U`` tokens are taken from the base task's cache ``K_b, V_b``: as if those tokens' input and
+  weights (norm1, qkv) equalled the base's. This is the one approximation inside attention.
+* Outputs of ``U`` tokens are approximate in the same sense: the base's attention and MLP updates stand
+  in for the sub-task's, including any ``dW`` (no correction is applied for ``U`` tokens: an exact
+  ``dW`` correction would need the sub-task's attention and MLP on those tokens, which is the work
+  being skipped). The activation delta already carried by a ``U`` token is kept, not lost.
+* With threshold 0 and ``max_token_fraction = 1`` every token is in ``S`` and the engine computes the
+  dense sub-task model ``W_base + dW`` exactly (up to float rounding; tested to 1e-4 in fp32).
+* Embedding, final LayerNorm and heads run on all tokens for every task.
+
+Executed multiply-adds are counted from the row counts that actually went through each product (padding
+rows included), attention as ``2 * rows * N * C``, heads from their convolution output shapes. Element-wise
+work (LayerNorm, GELU, softmax, gather/scatter) is not counted.
+
+On CUDA, ``sync_free=True`` (the default there) computes a fixed budget of rows per layer, so the loop
+never reads a value back to the host; the threshold then decides which of those rows are used, not how
+many run. The per-task token fractions are device tensors turned into numbers once, after the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from mtshare_ros.models.vit import DenseViT
+from mtshare_ros.sharing.subtask import SubTaskDelta
+from mtshare_ros.sharing.tokens import (
+    Selection,
+    delta_score,
+    gather_rows,
+    scatter_heads,
+    scatter_rows,
+    select_tokens,
+    token_budget,
+)
+
+
+class _Counter:
+    """Executed multiply-adds per task and per layer (host-side ints: no device sync)."""
+
+    def __init__(self, tasks: list[str], depth: int) -> None:
+        self.total = {t: 0 for t in tasks}
+        self.layers = [{t: 0 for t in tasks} for _ in range(depth + 2)]  # embed, blocks..., heads
+
+    def add(self, task: str, layer: int, macs: int) -> None:
+        self.total[task] += int(macs)
+        self.layers[layer][task] += int(macs)
+
+
+def _head_macs(head: nn.Module, run) -> tuple[Any, int]:
+    """Run ``run()`` and count the multiply-adds of every conv / linear layer of ``head`` from output shapes."""
+    count = [0]
+
+    def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        if isinstance(mod, nn.Conv2d):
+            count[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            count[0] += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in head.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        result = run()
+    finally:
+        for h in handles:
+            h.remove()
+    return result, count[0]
+
+
+def _check_base(base: DenseViT) -> None:
+    """The engine re-implements timm's pre-norm block; refuse variants it would compute wrongly."""
+    if not isinstance(base.encoder.patch_embed.norm, nn.Identity):
+        raise ValueError("shared engine: patch embedding with a norm layer is not supported")
+    for i, blk in enumerate(base.encoder.blocks):
+        attn = blk.attn
+        extra = [n for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n), nn.Identity)]
+        if extra or getattr(attn, "gate", None) is not None or not isinstance(blk.mlp.norm, nn.Identity):
+            raise ValueError(f"shared engine: block {i} uses attention/MLP features it does not implement: {extra}")
+
+
+class SharedMultiTaskModel(nn.Module):
+    """Base task (dense ``DenseViT``) plus sub-tasks stored as deltas against it.
+
+    ``forward(image, thresholds, max_token_fraction)`` returns ``(outputs, stats)``: outputs per task
+    follow ``DenseViT`` (segmentation logits, depth in metres, unit normals); stats are described in
+    ``forward``.
+    """
+
+    def __init__(self, base: DenseViT, subtasks: dict[str, SubTaskDelta]) -> None:
+        super().__init__()
+        _check_base(base)
+        for name, st in subtasks.items():
+            if name != st.task:
+                raise ValueError(f"sub-task stored under {name!r} is for task {st.task!r}")
+            if name == base.task:
+                raise ValueError(f"sub-task {name!r} is the base task itself")
+            if st.cfg != base.cfg:
+                raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
+        self.base = base
+        self.subtasks = nn.ModuleDict(subtasks)
+
+    @property
+    def cfg(self):
+        return self.base.cfg
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.base.task, *self.subtasks.keys()]
+
+    @classmethod
+    def from_dense(
+        cls, base_model: DenseViT, sub_models: dict[str, DenseViT], delta: str = "lowrank", **compress_args: Any
+    ) -> SharedMultiTaskModel:
+        """Build from independent dense models: ``dW = W_sub - W_base`` compressed as ``delta``
+        (``lowrank`` with ``rank``, ``sparse`` with ``density``, ``rows`` with ``row_fraction``, ``dense``)."""
+        subs = {t: SubTaskDelta.from_dense(base_model, m, delta, **compress_args) for t, m in sub_models.items()}
+        return cls(base_model, subs)
+
+    # ------------------------------------------------------------------ helpers
+    def _pos(self, pos: torch.Tensor, grid: tuple[int, int], offset: tuple[int, int] | None) -> torch.Tensor:
+        """The encoder's positional-embedding rule (crop at ``offset`` or resample) for another table."""
+        gh, gw = self.base.encoder.grid_size
+        if offset is not None:
+            oy, ox = offset
+            return pos.reshape(1, gh, gw, -1)[:, oy : oy + grid[0], ox : ox + grid[1]].reshape(1, grid[0] * grid[1], -1)
+        if tuple(grid) == (gh, gw):
+            return pos
+        return resample_abs_pos_embed(pos, list(grid), [gh, gw], num_prefix_tokens=0)
+
+    def _embed_sub(
+        self, x: torch.Tensor, tok_b: torch.Tensor, grid, offset, st: SubTaskDelta, cnt: _Counter
+    ) -> torch.Tensor:
+        """Sub-task tokens: ``tok_b`` plus the embedding deltas (or the fused embedding for fused deltas)."""
+        pe = self.base.encoder.patch_embed.proj
+        d = st.delta("patch_embed.proj.weight")
+        bias = st.vector("patch_embed.proj.bias") if st.has_vector("patch_embed.proj.bias") else None
+        b, n = tok_b.shape[:2]
+        pos_d = st.delta("pos_embed")
+        if d.fused:
+            w = pe.weight + d.dense().view(pe.weight.shape).to(pe.weight)
+            tok = F.conv2d(x, w, bias, stride=pe.stride).flatten(2).transpose(1, 2)
+            tok = tok + self._pos(self.base.encoder.pos_embed, grid, offset)
+            cnt.add(st.task, 0, b * n * w[0].numel() * w.shape[0])
+        else:
+            tok = tok_b
+            if bias is not None:
+                tok = tok + (bias - pe.bias)
+            patches = F.unfold(x, pe.kernel_size, stride=pe.stride).transpose(1, 2)
+            extra = d.apply(patches.to(tok.dtype))
+            if extra is not None:
+                tok = tok + extra
+                cnt.add(st.task, 0, d.apply_macs(b * n))
+        if pos_d.kind != "zero":
+            dp = pos_d.dense().to(tok).reshape(self.base.encoder.pos_embed.shape)
+            tok = tok + self._pos(dp, grid, offset)
+            cnt.add(st.task, 0, pos_d.dense_macs())
+        return tok
+
+    def _linear(self, pre: str, lin: nn.Linear, rows: dict[str, torch.Tensor], layer: int, cnt: _Counter) -> dict:
+        """``rows[t] @ (W_base + dW_t).T + b_t`` for every task, the base product shared by additive deltas."""
+        w = lin.weight
+        out: dict[str, torch.Tensor] = {}
+        additive = [t for t in rows if not self.subtasks[t].delta(pre + ".weight").fused]
+        if additive:
+            cat = torch.cat([rows[t] for t in additive], 1) if len(additive) > 1 else rows[additive[0]]
+            parts = F.linear(cat, w).split([rows[t].shape[1] for t in additive], 1)
+            for t, part in zip(additive, parts, strict=True):
+                st = self.subtasks[t]
+                d = st.delta(pre + ".weight")
+                n_rows = rows[t].shape[0] * rows[t].shape[1]
+                extra = d.apply(rows[t])
+                y = part if extra is None else part + extra
+                if st.has_vector(pre + ".bias"):
+                    y = y + st.vector(pre + ".bias")
+                out[t] = y
+                cnt.add(t, layer, n_rows * w.numel() + d.apply_macs(n_rows))
+        for t in rows:
+            if t in out:
+                continue
+            st = self.subtasks[t]
+            wt = w + st.delta(pre + ".weight").dense().to(w)
+            bias = st.vector(pre + ".bias") if st.has_vector(pre + ".bias") else None
+            out[t] = F.linear(rows[t], wt, bias)
+            cnt.add(t, layer, rows[t].shape[0] * rows[t].shape[1] * w.numel())
+        return out
+
+    @staticmethod
+    def _ln(x: torch.Tensor, st: SubTaskDelta, name: str, eps: float) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), st.vector(name + ".weight"), st.vector(name + ".bias"), eps)
+
+    @staticmethod
+    def _ls(x: torch.Tensor, st: SubTaskDelta, name: str) -> torch.Tensor:
+        return x * st.vector(name + ".gamma") if st.has_vector(name + ".gamma") else x
+
+    def _base_block(self, blk: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """timm ``Block.forward`` on all tokens, keeping the keys and values."""
+        b, n, c = x.shape
+        attn = blk.attn
+        qkv = attn.qkv(blk.norm1(x)).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
+        mid = x + blk.ls1(attn.proj(o))
+        return mid + blk.ls2(blk.mlp(blk.norm2(mid))), k, v
+
+    def _sub_block(
+        self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
+    ) -> dict[str, torch.Tensor]:
+        pre = f"blocks.{li}."
+        layer = li + 1
+        out = {t: xs[t] + upd_b for t in xs}
+        active = [t for t in xs if sels[t].k > 0]
+        if not active:
+            return out
+        attn = blk.attn
+        heads, hd = attn.num_heads, attn.head_dim
+        b, n, c = x_b.shape
+        subs = {t: self.subtasks[t] for t in active}
+        xr = {t: gather_rows(xs[t], sels[t].index) for t in active}
+        h = {t: self._ln(xr[t], subs[t], pre + "norm1", blk.norm1.eps) for t in active}
+        qkv = self._linear(pre + "attn.qkv", attn.qkv, h, layer, cnt)
+        o = {}
+        for t in active:
+            k_rows = sels[t].k
+            q, k, v = qkv[t].reshape(b, k_rows, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            kk = scatter_heads(k_b, sels[t], k)
+            vv = scatter_heads(v_b, sels[t], v)
+            o[t] = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(b, k_rows, c)
+            cnt.add(t, layer, 2 * b * k_rows * n * heads * hd)
+        a = self._linear(pre + "attn.proj", attn.proj, o, layer, cnt)
+        mid = {t: xr[t] + self._ls(a[t], subs[t], pre + "ls1") for t in active}
+        h2 = {t: self._ln(mid[t], subs[t], pre + "norm2", blk.norm2.eps) for t in active}
+        f1 = self._linear(pre + "mlp.fc1", blk.mlp.fc1, h2, layer, cnt)
+        f1 = {t: blk.mlp.act(f1[t]) for t in active}
+        f2 = self._linear(pre + "mlp.fc2", blk.mlp.fc2, f1, layer, cnt)
+        for t in active:
+            yr = mid[t] + self._ls(f2[t], subs[t], pre + "ls2")
+            out[t] = scatter_rows(out[t], sels[t], yr)
+        return out
+
+    @staticmethod
+    def _block_macs(blk: nn.Module, rows: int, n: int) -> int:
+        """Multiply-adds of a dense block on ``rows`` query rows with ``n`` keys."""
+        lin = sum(m.weight.numel() for m in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2))
+        return rows * lin + 2 * rows * n * blk.attn.num_heads * blk.attn.head_dim
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        thresholds: dict[str, float] | float = 0.0,
+        max_token_fraction: float = 1.0,
+        tasks: list[str] | tuple[str, ...] | None = None,
+        sync_free: bool | None = None,
+        offset: tuple[int, int] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Run the base task and the sub-tasks ``tasks`` (default: all) on ImageNet-normalised images.
+
+        ``thresholds``: per sub-task (or one value for all) relative token-change threshold; 0 recomputes
+        every token. ``max_token_fraction``: cap on recomputed tokens per layer and frame. ``sync_free``:
+        fixed row budget without host syncs (default: True on CUDA). ``offset``: patch offset of a
+        training crop, as in ``DenseViT.forward``.
+
+        Stats: ``tokens`` (N per frame), ``recomputed_fraction`` {task: tokens recomputed / (N x layers),
+        base 1.0}, ``rows_fraction`` {task: rows that ran / (N x layers), padding included},
+        ``macs`` {task: executed multiply-adds}, ``macs_total``, ``macs_dense`` {task: a dense single-task
+        model's}, ``macs_dense_total``, ``macs_saved_fraction`` (1 - total / dense total),
+        ``layers`` [per block: {task: {"rows", "recomputed", "macs"}}], ``sync_free``.
+        """
+        sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
+        unknown = [t for t in sub_names if t not in self.subtasks]
+        if unknown:
+            raise ValueError(f"unknown sub-task(s) {unknown}; this shared model has {list(self.subtasks)}")
+        if isinstance(thresholds, (int, float)):
+            thr = {t: float(thresholds) for t in sub_names}
+        else:
+            missing = [t for t in sub_names if t not in thresholds]
+            if missing:
+                raise ValueError(f"no threshold for sub-task(s) {missing}; got {sorted(thresholds)}")
+            thr = {t: float(thresholds[t]) for t in sub_names}
+        if sync_free is None:
+            sync_free = x.device.type == "cuda"
+        enc = self.base.encoder
+        depth = len(enc.blocks)
+        base_task = self.base.task
+        cnt = _Counter([base_task, *sub_names], depth)
+
+        tok_b, grid = enc.embed(x) if offset is None else enc.embed(x, offset)
+        b, n, c = tok_b.shape
+        budget = token_budget(n, max_token_fraction)
+        pe = enc.patch_embed.proj
+        cnt.add(base_task, 0, b * n * pe.weight.numel())
+        xs = {t: self._embed_sub(x, tok_b, grid, offset, self.subtasks[t], cnt) for t in sub_names}
+
+        feats = {t: [] for t in [base_task, *sub_names]}
+        recomputed = {t: [] for t in sub_names}
+        rows = {t: [] for t in sub_names}
+        x_b = tok_b
+        for li, blk in enumerate(enc.blocks):
+            sels = {t: select_tokens(delta_score(xs[t], x_b), thr[t], budget, sync_free) for t in sub_names}
+            y_b, k_b, v_b = self._base_block(blk, x_b)
+            cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
+            xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
+            for t in sub_names:
+                recomputed[t].append(sels[t].valid.sum())
+                rows[t].append(sels[t].rows)
+            x_b = y_b
+            if li in self.cfg.feature_layers:
+                last = li == depth - 1
+                feats[base_task].append(enc.norm(x_b) if last else x_b)
+                for t in sub_names:
+                    st = self.subtasks[t]
+                    feats[t].append(self._ln(xs[t], st, "norm", enc.norm.eps) if last else xs[t])
+
+        size = tuple(x.shape[-2:])
+        outputs = {}
+        outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, size))
+        cnt.add(base_task, depth + 1, m)
+        head_macs = {base_task: m}
+        for t in sub_names:
+            head = self.subtasks[t].head
+            outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, size))
+            cnt.add(t, depth + 1, m)
+            head_macs[t] = m
+
+        dense_enc = b * n * pe.weight.numel() + sum(self._block_macs(blk, b * n, n) for blk in enc.blocks)
+        rec_counts = torch.stack([torch.stack(recomputed[t]) for t in sub_names]).tolist() if sub_names else []
+        layers = []
+        for li in range(depth):
+            entry = {base_task: {"rows": b * n, "recomputed": 1.0, "macs": cnt.layers[li + 1][base_task]}}
+            for j, t in enumerate(sub_names):
+                entry[t] = {
+                    "rows": rows[t][li],
+                    "recomputed": rec_counts[j][li] / (b * n),
+                    "macs": cnt.layers[li + 1][t],
+                }
+            layers.append(entry)
+        macs_dense = {t: dense_enc + head_macs[t] for t in [base_task, *sub_names]}
+        total = sum(cnt.total.values())
+        dense_total = sum(macs_dense.values())
+        stats = {
+            "tokens": n,
+            "frames": b,
+            "sync_free": sync_free,
+            "thresholds": thr,
+            "max_token_fraction": max_token_fraction,
+            "recomputed_fraction": {
+                base_task: 1.0,
+                **{t: sum(rec_counts[j]) / (b * n * depth) for j, t in enumerate(sub_names)},
+            },
+            "rows_fraction": {base_task: 1.0, **{t: sum(rows[t]) / (b * n * depth) for t in sub_names}},
+            "macs": dict(cnt.total),
+            "macs_total": total,
+            "macs_dense": macs_dense,
+            "macs_dense_total": dense_total,
+            "macs_saved_fraction": 1.0 - total / dense_total,
+            "layers": layers,
+        }
+        return outputs, stats

@@ -1,0 +1,91 @@
+"""Token selection, gather and scatter for computing a block on a subset of tokens.
+
+A selection is a per-frame padded list: ``index`` (B, k) token positions (distinct within a frame) and
+``valid`` (B, k). Rows with ``valid = False`` are padding: they are computed (so they count as executed
+work) but their results are thrown away by ``scatter_rows``. Padding appears when frames of a batch
+select different numbers of tokens, and on CUDA in sync-free mode, where ``k`` is the fixed budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Selection:
+    index: torch.Tensor  # (B, k) long
+    valid: torch.Tensor  # (B, k) bool
+    k: int  # rows computed per frame (host-side int: no sync needed to size the products)
+
+    @property
+    def rows(self) -> int:
+        return self.index.shape[0] * self.k
+
+
+def delta_score(x_sub: torch.Tensor, x_base: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Relative activation change per token: ``|x_sub - x_base| / |x_base|`` (L2 over channels), float32.
+
+    Relative, because the residual stream grows with depth: one threshold then means the same at every layer.
+    """
+    d = (x_sub.float() - x_base.float()).norm(dim=-1)
+    return d / (x_base.float().norm(dim=-1) + eps)
+
+
+def token_budget(n_tokens: int, max_token_fraction: float) -> int:
+    """Most tokens recomputed per frame and layer: ``ceil(fraction * N)``, at least 0, at most N."""
+    if not 0.0 <= max_token_fraction <= 1.0:
+        raise ValueError(f"max_token_fraction must be in [0, 1], got {max_token_fraction}")
+    return min(n_tokens, int(math.ceil(max_token_fraction * n_tokens)))
+
+
+def select_tokens(score: torch.Tensor, threshold: float, budget: int, sync_free: bool) -> Selection:
+    """Tokens to recompute: ``score > threshold`` (every token when ``threshold <= 0``), at most ``budget``
+    per frame, the largest scores first.
+
+    ``sync_free=False`` sizes the products to the largest number of selected tokens in the batch, which
+    reads one count back to the host (free on CPU). ``sync_free=True`` always computes ``budget`` rows
+    and marks those under the threshold invalid: no host synchronisation, but the cost is the budget.
+    Both give the same results.
+    """
+    b, n = score.shape
+    if threshold <= 0:
+        above = torch.ones_like(score, dtype=torch.bool)
+        k = budget
+    else:
+        above = score > threshold
+        k = budget if sync_free else min(budget, int(above.sum(dim=1).max()))
+    if k == 0:
+        empty = torch.zeros(b, 0, dtype=torch.long, device=score.device)
+        return Selection(empty, empty.bool(), 0)
+    if k == n:
+        index = torch.arange(n, device=score.device).expand(b, n)
+        return Selection(index, above, k)
+    top = score.topk(k, dim=1)
+    return Selection(top.indices, above.gather(1, top.indices), k)
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``x[b, index[b, j]]``: (B, N, C) x (B, k) -> (B, k, C)."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.Tensor:
+    """``x`` with its selected valid rows replaced by ``rows`` (B, k, C); padding rows keep ``x``. Not in place."""
+    if sel.k == 0:
+        return x
+    keep = gather_rows(x, sel.index)
+    rows = torch.where(sel.valid.unsqueeze(-1), rows.to(x.dtype), keep)
+    return x.scatter(1, sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), rows)
+
+
+def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.Tensor:
+    """Like ``scatter_rows`` for per-head tensors: x (B, H, N, d), rows (B, H, k, d)."""
+    if sel.k == 0:
+        return x
+    idx = sel.index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1])
+    keep = x.gather(2, idx)
+    rows = torch.where(sel.valid[:, None, :, None], rows.to(x.dtype), keep)
+    return x.scatter(2, idx, rows)

@@ -1,0 +1,123 @@
+"""Shared checkpoints and sub-task delta files: round trip, and clear refusals of what cannot run."""
+
+import copy
+
+import pytest
+import torch
+
+from mtshare_ros.models.checkpoint import save_checkpoint
+from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models
+from mtshare_ros.sharing import SharedMultiTaskModel, compress
+from mtshare_ros.sharing.checkpoint import (
+    SharedCheckpointError,
+    attach_subtask,
+    is_shared_checkpoint,
+    load_shared,
+    save_shared,
+    save_subtask,
+    shared_from_dense_checkpoint,
+)
+
+CFG = ModelConfig(
+    img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, feature_layers=(0, 1), head_channels=48, num_classes=4
+)
+
+
+def _shared(seed: int = 0, kind: str = "lowrank") -> SharedMultiTaskModel:
+    torch.manual_seed(seed)
+    models = build_task_models(CFG, ["segmentation", "depth", "normals"]).eval()
+    subs = {t: models[t] for t in ("depth", "normals")}
+    return SharedMultiTaskModel.from_dense(models["segmentation"], subs, kind, rank=3, density=0.3).eval()
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(1, 3, *CFG.img_size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("kind", ["lowrank", "sparse", "rows", "dense"])
+def test_shared_round_trip_gives_the_same_outputs(tmp_path, kind):
+    model = _shared(kind=kind)
+    path = save_shared(tmp_path / "shared.pt", model, ["a", "b", "c", "d"], provenance={"test": True})
+    assert is_shared_checkpoint(path)
+    loaded, meta = load_shared(path)
+    assert meta["kind"] == "shared" and meta["tasks"] == ["segmentation", "depth", "normals"]
+    with torch.no_grad():
+        want, _ = model(_x(), thresholds=0.05)
+        got, _ = loaded(_x(), thresholds=0.05)
+    for task in want:
+        assert torch.equal(want[task], got[task]), task
+
+
+def test_subtask_file_alone_is_rejected_with_a_clear_message(tmp_path):
+    model = _shared()
+    path = save_subtask(tmp_path / "depth_delta.pt", model, "depth")
+    assert not is_shared_checkpoint(path)
+    with pytest.raises(SharedCheckpointError, match="sub-task delta file for task 'depth'.*cannot run without"):
+        load_shared(path)
+
+
+def test_subtask_file_attaches_to_its_own_base_only(tmp_path):
+    model = _shared(seed=0)
+    path = save_subtask(tmp_path / "normals_delta.pt", model, "normals")
+    same_base = copy.deepcopy(model)
+    del same_base.subtasks["normals"]
+    assert attach_subtask(same_base, path) == "normals"
+    with torch.no_grad():
+        want, _ = model(_x(), tasks=["normals"])
+        got, _ = same_base(_x(), tasks=["normals"])
+    assert torch.equal(want["normals"], got["normals"])
+    other = _shared(seed=1)
+    with pytest.raises(SharedCheckpointError, match="was made against base"):
+        attach_subtask(other, path)
+
+
+def test_dense_checkpoint_is_named_and_convertible(tmp_path):
+    torch.manual_seed(0)
+    models = build_task_models(CFG, ["segmentation", "depth"]).eval()
+    path = save_checkpoint(tmp_path / "dense.pt", models, CFG, ["a", "b", "c", "d"])
+    with pytest.raises(SharedCheckpointError, match="dense checkpoint of independent models"):
+        load_shared(path)
+    shared, _ = shared_from_dense_checkpoint(path, delta="dense")
+    with torch.no_grad():
+        out, _ = shared(_x())
+        assert torch.allclose(out["depth"], models["depth"](_x()), atol=1e-4)
+
+
+def test_garbage_and_missing_files_are_rejected(tmp_path):
+    with pytest.raises(SharedCheckpointError, match="not found"):
+        load_shared(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SharedCheckpointError, match="not a readable torch checkpoint"):
+        load_shared(bad)
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(SharedCheckpointError, match="not a shared checkpoint"):
+        load_shared(tmp_path / "other.pt")
+
+
+def test_compression_reconstructs_what_it_keeps_and_stores_less():
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(40, 3, generator=g) @ torch.randn(3, 24, generator=g)
+    d = compress(low, "lowrank", rank=3)
+    assert torch.allclose(d.dense(), low, atol=1e-5) and d.stored_values() == 3 * (40 + 24)
+    x = torch.randn(5, 24, generator=g)
+    assert torch.allclose(d.apply(x), x @ low.t(), atol=1e-4)
+    w = torch.randn(40, 24, generator=g)
+    sparse = compress(w, "sparse", density=0.25)
+    kept = sparse.dense()
+    assert (kept != 0).sum() == 240 and torch.equal(kept[kept != 0], w[kept != 0])
+    assert kept.abs().max() == w.abs().max()
+    rows = compress(w, "rows", row_fraction=0.1)
+    assert rows.stored_values() == 4 * 24
+    assert torch.allclose(rows.apply(x), x @ rows.dense().t(), atol=1e-5)
+    assert compress(torch.zeros(4, 4), "lowrank").kind == "zero"
+    with pytest.raises(ValueError, match="unknown delta kind"):
+        compress(w, "blocky")
+
+
+def test_storage_of_a_lowrank_subtask_is_small():
+    model = _shared()
+    full = sum(p.numel() for p in DenseViT(CFG, "depth").parameters())
+    st = model.subtasks["depth"].storage()
+    assert st["values"] < full
+    assert st["delta_values"] == sum(d.stored_values() for d in model.subtasks["depth"].deltas.values())

@@ -1,0 +1,213 @@
+"""The shared engine on real small models: exactness at threshold 0, the documented approximation above it,
+batching across sub-tasks, executed cost counted from what ran."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mtshare_ros.models.vit import DenseViT, ModelConfig
+from mtshare_ros.sharing import SharedMultiTaskModel
+from mtshare_ros.sharing.tokens import delta_score, token_budget
+
+CFG = ModelConfig(
+    img_size=(48, 80), embed_dim=48, depth=3, num_heads=2, feature_layers=(0, 2), head_channels=48, num_classes=5
+)  # 3 x 5 = 15 tokens: odd on purpose
+
+
+def _models(noise: float = 0.05, seed: int = 0) -> tuple[DenseViT, dict[str, DenseViT]]:
+    """A base and two sub-tasks whose encoders are the base plus noise (like fine-tuned siblings)."""
+    torch.manual_seed(seed)
+    base = DenseViT(CFG, "segmentation").eval()
+    subs = {}
+    for task in ("depth", "normals"):
+        sub = DenseViT(CFG, task).eval()
+        enc = copy.deepcopy(base.encoder)
+        with torch.no_grad():
+            for p in enc.parameters():
+                p.add_(noise * torch.randn_like(p) * (p.std() if p.numel() > 1 else 1.0))
+        sub.encoder = enc
+        subs[task] = sub
+    return base, subs
+
+
+def _images(b: int = 2) -> torch.Tensor:
+    return torch.randn(b, 3, *CFG.img_size, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize(
+    "kind,args",
+    [("dense", {}), ("lowrank", {"rank": 6}), ("sparse", {"density": 0.2}), ("rows", {"row_fraction": 0.25})],
+)
+def test_threshold_zero_equals_dense_subtask_models(kind, args):
+    base, subs = _models()
+    shared = SharedMultiTaskModel.from_dense(base, subs, kind, **args).eval()
+    x = _images()
+    with torch.no_grad():
+        out, stats = shared(x, thresholds=0.0, max_token_fraction=1.0)
+        assert torch.allclose(out["segmentation"], base(x), atol=1e-5)
+        for task in subs:
+            dense = shared.subtasks[task].to_dense_model(base)
+            assert torch.allclose(out[task], dense(x), atol=1e-4), task
+    assert stats["recomputed_fraction"] == {"segmentation": 1.0, "depth": 1.0, "normals": 1.0}
+
+
+def test_executed_macs_equal_the_operator_count_of_what_ran():
+    base, subs = _models(noise=0.2)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    x = _images()
+    for thr, frac in [(0.0, 1.0), (0.15, 1.0), (0.0, 0.4), (0.3, 0.6)]:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            _, stats = shared(x, thresholds=thr, max_token_fraction=frac)
+        assert stats["macs_total"] == counter.get_total_flops() // 2, (thr, frac)
+        assert stats["macs_total"] == sum(stats["macs"].values())
+
+
+def test_dense_equivalent_macs_match_a_dense_run():
+    base, subs = _models()
+    shared = SharedMultiTaskModel.from_dense(base, subs, "dense").eval()
+    x = _images(1)
+    _, stats = shared(x)
+    for task, model in [("segmentation", base), *subs.items()]:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+        assert stats["macs_dense"][task] == counter.get_total_flops() // 2, task
+
+
+def test_cost_does_not_grow_with_the_threshold():
+    base, subs = _models(noise=0.1)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    x = _images()
+    costs, fractions = [], []
+    with torch.no_grad():
+        for thr in (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 10.0):
+            _, stats = shared(x, thresholds=thr)
+            costs.append(stats["macs_total"])
+            fractions.append(stats["recomputed_fraction"]["depth"])
+    assert all(a >= b for a, b in zip(costs, costs[1:], strict=False)), costs
+    assert all(a >= b for a, b in zip(fractions, fractions[1:], strict=False)), fractions
+    assert costs[0] > costs[-1] and fractions[-1] == 0.0  # the range actually spans something
+
+
+def test_token_cap_bounds_the_rows_that_run():
+    base, subs = _models(noise=0.3)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    n = 15
+    with torch.no_grad():
+        _, stats = shared(_images(1), thresholds=0.0, max_token_fraction=0.3)
+    for layer in stats["layers"]:
+        for task in ("depth", "normals"):
+            assert layer[task]["rows"] == token_budget(n, 0.3)
+
+
+def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: float, frac: float) -> torch.Tensor:
+    """The documented semantics computed the slow way: full dense sub-task block on every token, then masks.
+
+    Selected tokens take the sub-task's result; keys/values of unselected tokens are the base's; unselected
+    tokens take the base's residual update.
+    """
+    base = shared.base
+    sub = shared.subtasks[task].to_dense_model(base)
+    enc_b, enc_s = base.encoder, sub.encoder
+    xb, grid = enc_b.embed(x)
+    xs, _ = enc_s.embed(x)
+    n = xb.shape[1]
+    budget = token_budget(n, frac)
+    feats = []
+    for li, (bb, bs) in enumerate(zip(enc_b.blocks, enc_s.blocks, strict=True)):
+        score = delta_score(xs, xb)
+        mask = torch.zeros_like(score, dtype=torch.bool)
+        for i in range(score.shape[0]):
+            order = score[i].argsort(descending=True)[:budget]
+            mask[i, order] = score[i, order] > thr if thr > 0 else True
+        yb = bb(xb)
+
+        def qkv(blk, t):
+            b_, n_, c_ = t.shape
+            h, d = blk.attn.num_heads, blk.attn.head_dim
+            return blk.attn.qkv(blk.norm1(t)).reshape(b_, n_, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+
+        _, kb, vb = qkv(bb, xb)
+        qs, ks, vs = qkv(bs, xs)
+        m4 = mask[:, None, :, None]
+        o = F.scaled_dot_product_attention(qs, torch.where(m4, ks, kb), torch.where(m4, vs, vb))
+        mid = xs + bs.attn.proj(o.transpose(1, 2).reshape(xs.shape))
+        full = mid + bs.mlp(bs.norm2(mid))
+        xs = torch.where(mask[..., None], full, xs + yb - xb)
+        xb = yb
+        if li in shared.cfg.feature_layers:
+            feats.append(enc_s.norm(xs) if li == len(enc_b.blocks) - 1 else xs)
+    return sub.head(feats, grid, tuple(x.shape[-2:]))
+
+
+@pytest.mark.parametrize("thr,frac", [(0.05, 1.0), (0.04, 0.5), (0.0, 0.4), (0.06, 0.8)])
+def test_partial_recompute_matches_the_documented_approximation(thr, frac):
+    base, subs = _models(noise=0.1)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "rows", row_fraction=0.3).eval()
+    x = _images(3)
+    with torch.no_grad():
+        out, stats = shared(x, thresholds=thr, max_token_fraction=frac)
+        for task in subs:
+            assert torch.allclose(out[task], _reference(shared, x, task, thr, frac), atol=1e-4), task
+            assert 0.0 < stats["recomputed_fraction"][task] < 1.0
+
+
+def test_error_is_measured_and_shrinks_to_zero_with_the_threshold():
+    base, subs = _models(noise=0.05)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "dense").eval()
+    x = _images()
+    with torch.no_grad():
+        dense = shared.subtasks["depth"].to_dense_model(base)(x)
+        errors = []
+        for thr in (0.0, 0.05, 0.2):
+            out, _ = shared(x, thresholds=thr)
+            errors.append((out["depth"] - dense).abs().mean().item())
+    assert errors[0] < 1e-5 < errors[-1]
+
+
+def test_batched_subtasks_equal_per_task_runs_and_sync_free_mode():
+    base, subs = _models(noise=0.1)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    x = _images(2)
+    thr = {"depth": 0.05, "normals": 0.15}
+    with torch.no_grad():
+        both, stats = shared(x, thresholds=thr, max_token_fraction=0.7)
+        fixed, fixed_stats = shared(x, thresholds=thr, max_token_fraction=0.7, sync_free=True)
+        for task in subs:
+            alone, alone_stats = shared(x, thresholds=thr, max_token_fraction=0.7, tasks=[task])
+            assert set(alone) == {"segmentation", task}
+            assert torch.allclose(both[task], alone[task], atol=1e-5), task
+            assert alone_stats["macs"][task] == stats["macs"][task]
+            assert torch.allclose(both[task], fixed[task], atol=1e-5), task
+            assert fixed_stats["rows_fraction"][task] >= stats["rows_fraction"][task]
+    assert stats["recomputed_fraction"]["depth"] > stats["recomputed_fraction"]["normals"]
+
+
+def test_subtask_equal_to_base_is_free_and_exact_at_any_threshold():
+    torch.manual_seed(0)
+    base = DenseViT(CFG, "segmentation").eval()
+    sub = DenseViT(CFG, "depth").eval()
+    sub.encoder = copy.deepcopy(base.encoder)
+    shared = SharedMultiTaskModel.from_dense(base, {"depth": sub}, "lowrank", rank=4).eval()
+    assert all(d.kind == "zero" for d in shared.subtasks["depth"].deltas.values())
+    x = _images(1)
+    with torch.no_grad():
+        out, stats = shared(x, thresholds=0.01)
+        assert torch.allclose(out["depth"], sub(x), atol=1e-5)
+    assert stats["recomputed_fraction"]["depth"] == 0.0
+    assert all(layer["depth"]["macs"] == 0 for layer in stats["layers"])
+
+
+def test_bad_arguments_are_named():
+    base, subs = _models()
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=2)
+    with pytest.raises(ValueError, match="no threshold for sub-task"):
+        shared(_images(1), thresholds={"depth": 0.1})
+    with pytest.raises(ValueError, match="unknown sub-task"):
+        shared(_images(1), tasks=["boundaries"])
+    with pytest.raises(ValueError, match="max_token_fraction"):
+        shared(_images(1), max_token_fraction=1.5)
