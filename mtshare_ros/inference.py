@@ -152,3 +152,14 @@ class Predictor:
         t3 = time.perf_counter()
         pred.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return pred
+
+
+def describe_checkpoint(checkpoint: str) -> str:
+    """One line for people: which weights a checkpoint name resolves to and how they were made."""
+    if checkpoint == "default" and not DEFAULT_CHECKPOINT.is_file():
+        return "UNTRAINED (no trained default weights shipped yet): outputs are meaningless"
+    from mtshare_ros.models.checkpoint import read_checkpoint, resolve_checkpoint
+
+    prov = read_checkpoint(checkpoint).get("provenance", {})
+    what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
+    return f"{resolve_checkpoint(checkpoint)} ({what or 'no provenance recorded'})"

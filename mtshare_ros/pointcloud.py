@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("label", "<u4")])
@@ -18,19 +20,31 @@ def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return k
 
 
+@functools.lru_cache(maxsize=4)
+def _ray_grid(h: int, w: int, fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel x/z and y/z of the viewing rays; cached because size and intrinsics rarely change."""
+    rx = ((np.arange(w, dtype=np.float32) - cx) / fx)[None, :].repeat(h, 0)
+    ry = ((np.arange(h, dtype=np.float32) - cy) / fy)[:, None].repeat(w, 1)
+    return rx, ry
+
+
 def depth_to_points(depth: np.ndarray, k: np.ndarray, rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Valid (finite, > 0) depth pixels -> structured array of ``POINT_DTYPE`` (REP 103 optical frame)."""
+    """Depth (H, W) metres -> organised (H, W) array of ``POINT_DTYPE`` in the optical frame (REP 103).
+
+    Organised like a depth camera's cloud (depth_image_proc does the same): invalid depth (NaN, <= 0)
+    gives NaN coordinates, so neighbourhoods stay addressable and nothing is filtered per pixel.
+    """
     h, w = depth.shape
     if rgb.shape[:2] != (h, w) or labels.shape != (h, w):
         raise ValueError(f"depth {depth.shape}, rgb {rgb.shape} and labels {labels.shape} must share H, W")
-    valid = np.isfinite(depth) & (depth > 0)
-    v, u = np.nonzero(valid)
-    z = depth[v, u].astype(np.float32)
-    pts = np.empty(z.size, dtype=POINT_DTYPE)
-    pts["x"] = (u - k[0, 2]) * z / k[0, 0]
-    pts["y"] = (v - k[1, 2]) * z / k[1, 1]
-    pts["z"] = z
-    c = rgb[v, u].astype(np.uint32)
-    pts["rgb"] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
-    pts["label"] = labels[v, u]
+    rx, ry = _ray_grid(h, w, float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
+    z = np.where(depth > 0, depth, np.float32(np.nan)).astype(np.float32, copy=False)
+    pts = np.empty((h, w), dtype=POINT_DTYPE)
+    flat = pts.view(np.float32).reshape(h, w, 5)
+    np.multiply(rx, z, out=flat[..., 0])
+    np.multiply(ry, z, out=flat[..., 1])
+    flat[..., 2] = z
+    c = rgb.astype(np.uint32)
+    flat[..., 3] = ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
+    flat[..., 4] = labels.astype(np.uint32).view(np.float32)
     return pts

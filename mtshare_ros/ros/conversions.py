@@ -23,7 +23,7 @@ _POINTFIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): Point
 def _as_byte_array(arr: np.ndarray) -> array.array:
     """Fast path for uint8[] message fields: assigning bytes would check every element in Python."""
     out = array.array("B")
-    out.frombytes(np.ascontiguousarray(arr).tobytes())
+    out.frombytes(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)  # one copy, no bytes temporary
     return out
 
 
@@ -53,7 +53,7 @@ def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
 
 
 def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
-    """Structured ``POINT_DTYPE`` array -> unorganised PointCloud2 (height 1)."""
+    """Structured ``POINT_DTYPE`` array, (N,) or organised (H, W), -> PointCloud2 (NaN = no return)."""
     fields = [
         PointField(
             name=name,
@@ -65,13 +65,13 @@ def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
     ]
     msg = PointCloud2(
         header=header,
-        height=1,
-        width=points.size,
+        height=points.shape[0] if points.ndim == 2 else 1,
+        width=points.shape[-1],
         fields=fields,
         is_bigendian=False,
         point_step=POINT_DTYPE.itemsize,
-        row_step=POINT_DTYPE.itemsize * points.size,
-        is_dense=True,
+        row_step=POINT_DTYPE.itemsize * points.shape[-1],
+        is_dense=False,
     )
     msg.data = _as_byte_array(points.view(np.uint8))
     return msg
@@ -82,7 +82,7 @@ def cloud_to_points(msg: PointCloud2) -> np.ndarray:
     names = [f.name for f in msg.fields]
     if names != list(POINT_DTYPE.names) or msg.point_step != POINT_DTYPE.itemsize:
         raise ValueError(f"unexpected point layout {names} step {msg.point_step}")
-    return np.frombuffer(msg.data, dtype=POINT_DTYPE, count=msg.width * msg.height)
+    return np.frombuffer(msg.data, dtype=POINT_DTYPE, count=msg.width * msg.height).reshape(msg.height, msg.width)
 
 
 def image_to_array(msg: Image) -> np.ndarray:

@@ -315,6 +315,7 @@ class MtshareNode(LifecycleNode):
             inference=(t2 - t1) * 1e3,
             convert=(t3 - t2) * 1e3,
             publish=(t4 - t3) * 1e3,
+            ros_overhead=((t1 - t0) + (t4 - t2)) * 1e3,
             latency=stamp_age,
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
