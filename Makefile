@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: venv demo test lint bench clean
 
-$(STAMP): requirements.txt setup.py package.xml scripts/system_deps.sh
+$(STAMP): requirements.txt requirements-python.txt setup.py package.xml scripts/system_deps.sh
 	bash scripts/system_deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
