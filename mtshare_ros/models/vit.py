@@ -72,23 +72,39 @@ class ViTEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
 
-    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
-        """Positional embedding for a token grid, interpolated when it differs from the training grid."""
+    def pos_embed_for(self, grid: tuple[int, int], offset: tuple[int, int] | None = None) -> torch.Tensor:
+        """Positional embedding for a token grid, interpolated when it differs from the training grid.
+
+        ``offset`` (in patches) says that the input is a patch-aligned crop of a full-size image: the
+        crop then gets the slice of the full grid's embedding where it lies, so that training on crops
+        (cheap) teaches the same positions that full frames use at inference.
+        """
+        if offset is not None:
+            gh, gw = self.grid_size
+            oy, ox = offset
+            if oy < 0 or ox < 0 or oy + grid[0] > gh or ox + grid[1] > gw:
+                raise ValueError(f"crop of {grid} patches at offset {offset} lies outside the {gh}x{gw} patch grid")
+            full = self.pos_embed.reshape(1, gh, gw, -1)
+            return full[:, oy : oy + grid[0], ox : ox + grid[1]].reshape(1, grid[0] * grid[1], -1)
         if tuple(grid) == tuple(self.grid_size):
             return self.pos_embed
         return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.grid_size), num_prefix_tokens=0)
 
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def embed(
+        self, x: torch.Tensor, offset: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image (B, 3, H, W), H and W multiples of the patch size -> tokens (B, N, C) and grid."""
         p = self.cfg.patch_size
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")
         grid = (x.shape[-2] // p, x.shape[-1] // p)
-        return self.patch_embed(x) + self.pos_embed_for(grid), grid
+        return self.patch_embed(x) + self.pos_embed_for(grid, offset), grid
 
-    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    def forward(
+        self, x: torch.Tensor, offset: tuple[int, int] | None = None
+    ) -> tuple[list[torch.Tensor], tuple[int, int]]:
         """Returns the outputs of ``cfg.feature_layers`` (last one after the final norm) and the grid."""
-        tokens, grid = self.embed(x)
+        tokens, grid = self.embed(x, offset)
         feats = []
         for i, blk in enumerate(self.blocks):
             tokens = blk(tokens)
@@ -98,15 +114,19 @@ class ViTEncoder(nn.Module):
 
 
 class DenseHead(nn.Module):
-    """Fuses multi-level tokens and upsamples to a dense map; task-specific output activation."""
+    """Fuses multi-level tokens and upsamples to a dense map; task-specific output activation.
+
+    GroupNorm rather than BatchNorm: the output does not depend on the batch, so data-parallel training
+    on N processes gives the same weights as one process with the same global batch.
+    """
 
     def __init__(self, cfg: ModelConfig, task: str, out_channels: int) -> None:
         super().__init__()
         self.task = task
         c = cfg.head_channels
         self.fuse = nn.Conv2d(cfg.embed_dim * len(cfg.feature_layers), c, 1)
-        self.up1 = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1), nn.BatchNorm2d(c // 2), nn.GELU())
-        self.up2 = nn.Sequential(nn.Conv2d(c // 2, c // 3, 3, padding=1), nn.BatchNorm2d(c // 3), nn.GELU())
+        self.up1 = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1), nn.GroupNorm(8, c // 2), nn.GELU())
+        self.up2 = nn.Sequential(nn.Conv2d(c // 2, c // 3, 3, padding=1), nn.GroupNorm(8, c // 3), nn.GELU())
         self.out = nn.Conv2d(c // 3, out_channels, 1)
 
     def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -140,8 +160,9 @@ class DenseViT(nn.Module):
         self.encoder = ViTEncoder(cfg)
         self.head = DenseHead(cfg, task, out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats, grid = self.encoder(x)
+    def forward(self, x: torch.Tensor, offset: tuple[int, int] | None = None) -> torch.Tensor:
+        """``offset``: patch offset of ``x`` inside a full-size frame when ``x`` is a training crop."""
+        feats, grid = self.encoder(x, offset)
         return self.head(feats, grid, tuple(x.shape[-2:]))
 
 

@@ -1,0 +1,1 @@
+"""Training and evaluation of the single-task models: losses, metrics, the train loop and the CLIs."""

@@ -1,0 +1,158 @@
+"""Training configuration: YAML file + ``key.sub=value`` overrides, checked against known keys.
+
+Defaults live here so that a config file only states what differs; an unknown or ill-typed key fails
+with the key's dotted name and what was expected, before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtshare_ros.models.vit import TASK_CHANNELS, ModelConfig
+
+DEFAULTS: dict[str, Any] = {
+    "model": {},  # ModelConfig fields; num_classes defaults to the dataset's class count
+    "backbone": {"pretrained": None},  # local timm weights file or timm model name (hub only when online)
+    "data": {
+        "dataset": "synthetic",
+        "root": "data/synthetic",
+        "train_split": "train",
+        "val_split": "val",
+        "size": None,  # [H, W] loader output size; None -> model.img_size
+        "augment": True,
+        "num_workers": 1,
+        "max_val_samples": None,
+    },
+    "train": {
+        "tasks": list(TASK_CHANNELS),
+        "steps": 1000,
+        "batch_size": 16,  # global batch, split evenly over processes
+        "lr": 1.0e-3,
+        "weight_decay": 0.05,
+        "warmup_steps": 100,
+        "min_lr_ratio": 0.01,
+        "grad_clip": 1.0,
+        "loss_weights": {},
+        "crop": None,  # [h, w] patch-aligned random crops (scale kept, positions exact) for the first steps
+        "full_res_steps": 0,  # the last N steps train on full frames
+        "amp": "auto",  # auto: bf16 autocast on CUDA, none on CPU
+        "device": "auto",
+        "threads": None,  # torch CPU threads per process
+        "seed": 0,
+        "log_every": 10,
+        "eval_every": 0,  # 0: only at the end
+        "ckpt_every": 200,
+        "out_dir": "runs/train",
+        "resume": True,  # continue from out_dir/last.pt when it exists
+    },
+    "export": {"path": None, "half": True},  # where to also write the final model checkpoint
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+def _merge(base: dict, extra: dict, where: str) -> dict:
+    """``base`` updated with ``extra``; sections recurse, unknown keys fail (``model`` is checked later)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        name = f"{where}.{key}" if where else key
+        if key not in base:
+            if where != "model":
+                raise ConfigError(f"unknown config key {name!r}; known under {where or 'top level'}: {sorted(base)}")
+            out[key] = value
+        elif isinstance(base[key], dict) and key != "loss_weights":
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {name!r} must be a mapping, got {value!r}")
+            out[key] = _merge(base[key], value, name)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.lr=3e-4`` -> (['train', 'lr'], 0.0003); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Defaults <- YAML file <- overrides, then validated. Returns a plain nested dict."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        raw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    cfg = _merge(DEFAULTS, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def model_config(cfg: dict[str, Any], num_classes: int) -> ModelConfig:
+    """The ``model`` section as a ModelConfig (unknown fields named in the error)."""
+    fields = dict(cfg["model"])
+    fields.setdefault("num_classes", num_classes)
+    known = set(ModelConfig.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {['model.' + k for k in unknown]}; known: {sorted(known)}")
+    for key in ("img_size", "feature_layers"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    mcfg = ModelConfig(**fields)
+    if any(s % mcfg.patch_size for s in mcfg.img_size):
+        raise ConfigError(f"model.img_size {list(mcfg.img_size)} must be multiples of model.patch_size")
+    if any(not 0 <= i < mcfg.depth for i in mcfg.feature_layers):
+        raise ConfigError(f"model.feature_layers {list(mcfg.feature_layers)} must lie in 0..{mcfg.depth - 1}")
+    if mcfg.embed_dim % mcfg.num_heads:
+        raise ConfigError(f"model.embed_dim {mcfg.embed_dim} must be divisible by model.num_heads {mcfg.num_heads}")
+    return mcfg
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """Type and range checks that would otherwise fail late, deep inside the loop."""
+    t = cfg["train"]
+    bad = [x for x in t["tasks"] if x not in TASK_CHANNELS]
+    if bad or not t["tasks"]:
+        raise ConfigError(f"train.tasks {t['tasks']}: each must be one of {list(TASK_CHANNELS)}")
+    for key in ("steps", "batch_size", "log_every", "ckpt_every"):
+        if not isinstance(t[key], int) or t[key] <= 0:
+            raise ConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
+    for key in ("warmup_steps", "full_res_steps", "eval_every"):
+        if not isinstance(t[key], int) or t[key] < 0:
+            raise ConfigError(f"train.{key} must be a non-negative integer, got {t[key]!r}")
+    for key in ("lr", "weight_decay", "min_lr_ratio", "grad_clip"):
+        if isinstance(t[key], str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                t[key] = float(t[key])
+        if not isinstance(t[key], (int, float)) or t[key] < 0:
+            raise ConfigError(f"train.{key} must be a non-negative number, got {t[key]!r}")
+    if t["crop"] is not None and (not isinstance(t["crop"], list) or len(t["crop"]) != 2):
+        raise ConfigError(f"train.crop must be [h, w] or null, got {t['crop']!r}")
+    if t["amp"] not in ("auto", True, False):
+        raise ConfigError(f"train.amp must be auto, true or false, got {t['amp']!r}")
+    unknown_w = sorted(set(t["loss_weights"]) - set(TASK_CHANNELS))
+    if unknown_w:
+        raise ConfigError(f"train.loss_weights has unknown task(s) {unknown_w}")
+    size = cfg["data"]["size"]
+    if size is not None and (not isinstance(size, list) or len(size) != 2):
+        raise ConfigError(f"data.size must be [H, W] or null, got {size!r}")

@@ -1,0 +1,90 @@
+"""Evaluation of task models on a dataset: metric accumulation, and JSON / Markdown reports."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from mtshare_ros.training.distributed import DistInfo, all_reduce_sum
+from mtshare_ros.training.metrics import HEADLINE, build_metrics
+
+
+def normalise(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB (B, 3, H, W) -> ImageNet-normalised model input."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+@torch.no_grad()
+def evaluate(
+    models: Mapping[str, nn.Module],
+    batches: Iterable[dict[str, Any]],
+    device: torch.device,
+    num_classes: int,
+    info: DistInfo | None = None,
+    amp: bool = False,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Metrics per task over ``batches`` (this process's share; results are summed over processes)."""
+    info = info or DistInfo()
+    metrics = {task: build_metrics(task, num_classes) for task in models}
+    was_training = {task: m.training for task, m in models.items()}
+    for m in models.values():
+        m.eval()
+    for batch in tqdm(batches, desc="eval", disable=not (progress and info.is_main), mininterval=5):
+        x = normalise(batch["image"].to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = {task: m(x) for task, m in models.items()}
+        for task, out in outputs.items():
+            if task not in batch:
+                raise KeyError(f"the dataset provides no {task!r} ground truth (sample keys: {sorted(batch)})")
+            metrics[task].update(out.float(), batch[task].to(device))
+    for task, m in models.items():
+        m.train(was_training[task])
+    for acc in metrics.values():
+        all_reduce_sum(acc.state, info)
+    return {task: acc.compute() for task, acc in metrics.items()}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def markdown_report(results: dict[str, Any], title: str = "Evaluation") -> str:
+    """A Markdown table of the headline metrics per task, plus per-class IoU when present."""
+    lines = [f"# {title}", ""]
+    for key in ("checkpoint", "dataset", "root", "split", "samples"):
+        if key in results:
+            lines.append(f"- {key}: `{results[key]}`")
+    lines.append("")
+    for task, res in results["metrics"].items():
+        cols = [c for c in HEADLINE[task] if c in res] + [c for c in ("params_M", "GMACs") if c in res]
+        lines += [f"## {task}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(res[c]) for c in cols) + " |", ""]
+        if "per_class_IoU" in res and results.get("class_names"):
+            lines += ["| class | IoU |", "|---|---|"]
+            for name, iou in zip(results["class_names"], res["per_class_IoU"], strict=False):
+                lines.append(f"| {name} | {'-' if iou is None else f'{iou:.3f}'} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_reports(results: dict[str, Any], out: str | Path, title: str = "Evaluation") -> tuple[Path, Path]:
+    """Write ``out`` (JSON) and the same stem with ``.md``; returns both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(markdown_report(results, title) + "\n")
+    return out, md

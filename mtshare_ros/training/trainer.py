@@ -1,0 +1,385 @@
+"""The training loop: independent single-task models, trained side by side on the same batches.
+
+The task models share nothing; they sit behind one module only so that one DistributedDataParallel
+wrapper keeps them in sync. Losses are normalised by the global number of valid pixels, and the data
+order and crop positions derive from the seed and step alone, so N processes with a global batch B
+follow the same trajectory as one process with batch B.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from tqdm import tqdm
+
+from mtshare_ros.inference import select_device
+from mtshare_ros.models.checkpoint import save_checkpoint
+from mtshare_ros.models.vit import ModelConfig, build_task_models
+from mtshare_ros.training.config import ConfigError, model_config
+from mtshare_ros.training.datasets import class_names, make_dataset
+from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from mtshare_ros.training.evaluate import evaluate, normalise
+from mtshare_ros.training.losses import task_loss
+from mtshare_ros.training.model_stats import count_gmacs, count_parameters
+from mtshare_ros.training.pretrained import load_timm_encoder
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.pt"
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+class TaskModels(nn.Module):
+    """Runs every task model on the same input; one module for one DDP wrapper."""
+
+    def __init__(self, models: nn.ModuleDict) -> None:
+        super().__init__()
+        self.models = models
+
+    def forward(self, x: torch.Tensor, offset: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        return {task: m(x, offset) for task, m in self.models.items()}
+
+
+class _SkipSampler(Sampler):
+    """The first ``skip`` indices of ``base`` dropped: resumes mid-epoch without loading skipped samples."""
+
+    def __init__(self, base: DistributedSampler, skip: int) -> None:
+        self.base, self.skip = base, skip
+
+    def __iter__(self):
+        return islice(iter(self.base), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def crop_offset(step: int, seed: int, full: tuple[int, int], crop: tuple[int, int], patch: int) -> tuple[int, int]:
+    """Patch offset of this step's crop: the same on every process (derived from seed and step only)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    oy = int(torch.randint(0, (full[0] - crop[0]) // patch + 1, (1,), generator=g))
+    ox = int(torch.randint(0, (full[1] - crop[1]) // patch + 1, (1,), generator=g))
+    return oy, ox
+
+
+def git_commit() -> str:
+    """HEAD of the source checkout, with ``-dirty`` when tracked files differ (``unknown`` outside git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=root, capture_output=True, text=True)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Trainer:
+    """Builds models, data and optimiser from a config dict and runs the loop (see ``train``)."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        train_set: Dataset | None = None,
+        val_set: Dataset | None = None,
+        command: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        t = cfg["train"]
+        self.tasks: list[str] = list(t["tasks"])
+        if t["threads"]:
+            torch.set_num_threads(int(t["threads"]))
+        self.device = select_device(t["device"])
+        self.info: DistInfo = init_distributed(self.device.type)
+        if self.device.type == "cuda" and self.info.enabled:
+            self.device = torch.device("cuda", self.info.local_rank)
+        self.amp = self.device.type == "cuda" if t["amp"] == "auto" else bool(t["amp"])
+        if self.amp and self.device.type != "cuda":
+            raise ConfigError("train.amp=true needs a CUDA device; mixed precision is GPU-only here")
+        if t["batch_size"] % self.info.world_size:
+            raise ConfigError(f"train.batch_size {t['batch_size']} does not split over {self.info.world_size} ranks")
+        self.local_batch = t["batch_size"] // self.info.world_size
+        self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.out_dir = Path(t["out_dir"])
+
+        data = cfg["data"]
+        size = tuple(data["size"] or cfg["model"].get("img_size") or ModelConfig().img_size)
+        if train_set is None:
+            train_set = make_dataset(data, data["train_split"], size, data["augment"])
+        if val_set is None and data["val_split"]:
+            val_set = make_dataset(data, data["val_split"], size, False)
+        self.train_set, self.val_set = train_set, val_set
+        self.class_names = class_names(data["dataset"], train_set)
+        self.mcfg: ModelConfig = model_config(cfg, len(self.class_names))
+        if len(self.train_set) < t["batch_size"]:
+            raise ConfigError(f"training set has {len(self.train_set)} samples, fewer than train.batch_size")
+        self.crop = tuple(t["crop"]) if t["crop"] else None
+        if self.crop is not None:
+            p = self.mcfg.patch_size
+            if any(c % p for c in self.crop) or any(c > s for c, s in zip(self.crop, size, strict=True)):
+                raise ConfigError(f"train.crop {list(self.crop)}: multiples of {p} within data size {list(size)}")
+            if tuple(size) != tuple(self.mcfg.img_size):
+                raise ConfigError(f"train.crop: data.size {list(size)} != model.img_size {list(self.mcfg.img_size)}")
+
+        torch.manual_seed(t["seed"])
+        models = build_task_models(self.mcfg, self.tasks)
+        if cfg["backbone"]["pretrained"]:
+            for task in self.tasks:
+                load_timm_encoder(models[task].encoder, str(cfg["backbone"]["pretrained"]))
+        self.models = models.to(self.device)
+        net = TaskModels(self.models)
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net: nn.Module = DistributedDataParallel(net, device_ids=ids)
+        else:
+            self.net = net
+        groups = []
+        for task in self.tasks:
+            decay = [p for n, p in self.models[task].named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+            no_decay = [p for n, p in self.models[task].named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+            groups += [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, t["steps"], t["warmup_steps"], t["min_lr_ratio"])
+        )
+        self.step = 0
+        self.elapsed = 0.0
+
+    # ----------------------------------------------------------------- state
+    def save_state(self) -> None:
+        """Training state for resume (rank 0 writes; atomic rename)."""
+        if not self.info.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / (STATE_FILE + ".tmp")
+        torch.save(
+            {
+                "step": self.step,
+                "elapsed_s": self.elapsed,
+                "config": self.cfg,
+                "model_config": self.mcfg.to_dict(),
+                "models": {task: m.state_dict() for task, m in self.models.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+            tmp,
+        )
+        os.replace(tmp, self.out_dir / STATE_FILE)
+
+    def maybe_resume(self) -> None:
+        path = self.out_dir / STATE_FILE
+        if not (self.cfg["train"]["resume"] and path.is_file()):
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["model_config"] != self.mcfg.to_dict() or sorted(state["models"]) != sorted(self.tasks):
+            raise ConfigError(
+                f"{path}: cannot resume, its model config/tasks differ from this config "
+                f"({state['model_config']} {sorted(state['models'])}); use another train.out_dir or train.resume=false"
+            )
+        for task, sd in state["models"].items():
+            self.models[task].load_state_dict(sd)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.elapsed = state["step"], state["elapsed_s"]
+        if self.info.is_main:
+            log.info("resumed from %s at step %d", path, self.step)
+
+    def provenance(self, val_metrics: dict[str, Any] | None) -> dict[str, Any]:
+        data = self.cfg["data"]
+        return {
+            "command": self.command,
+            "config": self.cfg,
+            "steps": self.step,
+            "train_time_s": round(self.elapsed, 1),
+            "git_commit": git_commit(),
+            "dataset": {
+                "name": data["dataset"],
+                "root": str(data["root"]),
+                "train_split": data["train_split"],
+                "train_samples": len(self.train_set),
+                "val_split": data["val_split"],
+                "val_samples": len(self.val_set) if self.val_set is not None else 0,
+            },
+            "world_size": self.info.world_size,
+            "device": str(self.device),
+            "torch": str(torch.__version__),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "val_metrics": val_metrics,
+        }
+
+    def save_models(self, val_metrics: dict[str, Any] | None) -> None:
+        if not self.info.is_main:
+            return
+        prov = self.provenance(val_metrics)
+        save_checkpoint(self.out_dir / MODEL_FILE, self.models, self.mcfg, self.class_names, prov)
+        export = self.cfg["export"]
+        if export["path"]:
+            save_checkpoint(export["path"], self.models, self.mcfg, self.class_names, prov, half=export["half"])
+            log.info("exported %s (half=%s)", export["path"], export["half"])
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self):
+        """Endless batches; the order depends on seed and epoch only (identical for any process count)."""
+        t = self.cfg["train"]
+        steps_per_epoch = len(self.train_set) // t["batch_size"]
+        epoch, skip = divmod(self.step, steps_per_epoch)
+        while True:
+            sampler = DistributedSampler(
+                self.train_set, self.info.world_size, self.info.rank, shuffle=True, seed=t["seed"], drop_last=True
+            )
+            sampler.set_epoch(epoch)
+            loader = DataLoader(
+                self.train_set,
+                batch_size=self.local_batch,
+                sampler=_SkipSampler(sampler, skip * self.local_batch),
+                num_workers=self.cfg["data"]["num_workers"],
+                drop_last=True,
+                pin_memory=self.device.type == "cuda",
+            )
+            # DistributedSampler interleaves ranks: global batch k = indices [kB, (k+1)B) for any world size
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+    def _val_loader(self) -> DataLoader | None:
+        if self.val_set is None:
+            return None
+        n = len(self.val_set)
+        cap = self.cfg["data"]["max_val_samples"]
+        n = min(n, cap) if cap else n
+        share = Subset(self.val_set, list(range(self.info.rank, n, self.info.world_size)))
+        return DataLoader(share, batch_size=max(1, self.local_batch), num_workers=self.cfg["data"]["num_workers"])
+
+    def validate(self) -> dict[str, Any] | None:
+        loader = self._val_loader()
+        if loader is None:
+            return None
+        return evaluate(self.models, loader, self.device, self.mcfg.num_classes, self.info, self.amp)
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on one (local) batch; returns the global mean loss per task."""
+        t = self.cfg["train"]
+        image = batch["image"].to(self.device, non_blocking=True)
+        targets = {task: batch[task].to(self.device, non_blocking=True) for task in self.tasks if task in batch}
+        offset = None
+        full_res = self.step >= t["steps"] - t["full_res_steps"]
+        if self.crop is not None and not full_res:
+            p = self.mcfg.patch_size
+            offset = crop_offset(self.step, t["seed"], tuple(image.shape[-2:]), self.crop, p)
+            ys = slice(offset[0] * p, offset[0] * p + self.crop[0])
+            xs = slice(offset[1] * p, offset[1] * p + self.crop[1])
+            image = image[..., ys, xs]
+            targets = {k: v[..., ys, xs] for k, v in targets.items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            outputs = self.net(normalise(image), offset)
+        sums, counts = [], []
+        for task in self.tasks:
+            s, c = task_loss(task, outputs[task], targets)
+            sums.append(s)
+            counts.append(c)
+        stats = torch.cat([torch.stack(counts).double(), torch.stack(sums).detach().double()])
+        all_reduce_sum(stats, self.info)
+        n = len(self.tasks)
+        total = sum(
+            t["loss_weights"].get(task, 1.0) * sums[i] * self.info.world_size / stats[i].clamp_min(1).float()
+            for i, task in enumerate(self.tasks)
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if t["grad_clip"]:
+            for task in self.tasks:
+                nn.utils.clip_grad_norm_(self.models[task].parameters(), t["grad_clip"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {task: float(stats[n + i] / stats[i].clamp_min(1)) for i, task in enumerate(self.tasks)}
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run(self) -> dict[str, Any] | None:
+        """Train to ``train.steps`` (resuming when possible), evaluate, save; returns validation metrics."""
+        t = self.cfg["train"]
+        self.maybe_resume()
+        for m in self.models.values():
+            m.train()
+        bar = tqdm(total=t["steps"], initial=self.step, desc="train", disable=not self.info.is_main, mininterval=10)
+        window: dict[str, list[float]] = {task: [] for task in self.tasks}
+        batches = self._batches()
+        t_last, seen = time.perf_counter(), 0
+        val = None
+        while self.step < t["steps"]:
+            t0 = time.perf_counter()
+            losses = self.train_step(next(batches))
+            self.elapsed += time.perf_counter() - t0
+            seen += t["batch_size"]
+            for task, v in losses.items():
+                window[task].append(v)
+            bar.update(1)
+            if self.step % t["log_every"] == 0 or self.step == t["steps"]:
+                now = time.perf_counter()
+                record = {
+                    "step": self.step,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    **{f"loss/{k}": sum(v) / len(v) for k, v in window.items() if v},
+                    "imgs_per_s": seen / max(1e-9, now - t_last),
+                    "elapsed_s": round(self.elapsed, 1),
+                }
+                self._log(record)
+                bar.set_postfix({k[5:8]: f"{v:.3f}" for k, v in record.items() if k.startswith("loss/")})
+                window = {task: [] for task in self.tasks}
+                t_last, seen = now, 0
+            if self.step % t["ckpt_every"] == 0 and self.step < t["steps"]:
+                self.save_state()
+            if t["eval_every"] and self.step % t["eval_every"] == 0 and self.step < t["steps"]:
+                val = self.validate()
+                self._log({"step": self.step, "val": val})
+        bar.close()
+        self.save_state()
+        val = self.validate()
+        if val is not None:
+            for task, m in self.models.items():
+                val[task]["params_M"] = count_parameters(m) / 1e6
+                val[task]["GMACs"] = count_gmacs(m, tuple(self.mcfg.img_size))
+            self._log({"step": self.step, "val": val})
+        self.save_models(val)
+        barrier(self.info)
+        return val
+
+
+def train(
+    cfg: dict[str, Any],
+    train_set: Dataset | None = None,
+    val_set: Dataset | None = None,
+    command: str | None = None,
+) -> Trainer:
+    """Train per ``cfg`` (see ``config.DEFAULTS``); datasets default to the configured loaders."""
+    trainer = Trainer(cfg, train_set, val_set, command)
+    try:
+        trainer.run()
+    finally:
+        shutdown(trainer.info)
+    return trainer
