@@ -1,0 +1,163 @@
+"""Synthetic video sequences and the on-disk synthetic dataset (NYUD-v2 multi-task layout).
+
+Layout written by :func:`write_dataset` (one frame = one name, ``s<room>_<frame>``)::
+
+    images/<name>.png          RGB
+    segmentation/<name>.png    uint8, 0 = unlabelled, k + 1 = SYNTHETIC_CLASSES[k] (NYUD-v2 convention)
+    depth/<name>.npy           float32 metres along the optical axis, 0 = invalid
+    normals/<name>.npy         float16 (H, W, 3) unit vectors, optical frame (x right, y down, z forward), 0 = invalid
+    instance/<name>.png        uint16 instance ids, 0 = none
+    gt_sets/train.txt, gt_sets/val.txt   frame names (split by room: no room is in both)
+    classes.txt                class names in id order
+    sequences/<seq>/frames.txt ordered frame names of one video sequence
+    sequences/<seq>/cameras.json   fps, K and per-frame stamp and camera-to-world pose (optical frame)
+    meta.json, READY           generation parameters; READY marks a complete dataset
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mtshare_ros.classes import IGNORE_INDEX, SYNTHETIC_CLASSES
+from mtshare_ros.data.renderer import Frame, SceneRenderer
+from mtshare_ros.data.scene import generate_room
+from mtshare_ros.data.trajectory import camera_trajectory
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+ROOM_SEED_STRIDE = 1_000_003  # room i of dataset seed s uses seed s * stride + i
+
+
+def render_sequence(seed: int, num_frames: int, height: int = 240, width: int = 320,
+                    fps: float = 15.0) -> Iterator[Frame]:
+    """Frames of one camera sequence through the room generated from ``seed`` (deterministic)."""
+    room = generate_room(seed)
+    poses, stamps = camera_trajectory(room, num_frames, fps, np.random.default_rng([seed, 7]))
+    renderer = SceneRenderer(room, height, width)
+    try:
+        for k, (pose, stamp) in enumerate(zip(poses, stamps, strict=False)):
+            yield renderer.render(pose, float(stamp), name=f"s{seed:08d}_{k:05d}")
+    finally:
+        renderer.close()
+
+
+def _save_frame(root: Path, frame: Frame) -> None:
+    name = frame.name
+    cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    seg = np.where(frame.segmentation == IGNORE_INDEX, 0, frame.segmentation.astype(np.int32) + 1).astype(np.uint8)
+    cv2.imwrite(str(root / "segmentation" / f"{name}.png"), seg, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    cv2.imwrite(str(root / "instance" / f"{name}.png"), frame.instance, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    np.save(root / "depth" / f"{name}.npy", frame.depth.astype(np.float32))
+    np.save(root / "normals" / f"{name}.npy", frame.normals.astype(np.float16))
+
+
+def _dataset_params(num_rooms, frames_per_room, height, width, seed, val_fraction, fps) -> dict:
+    return {"generator_version": GENERATOR_VERSION, "num_rooms": int(num_rooms),
+            "frames_per_room": int(frames_per_room), "height": int(height), "width": int(width), "seed": int(seed),
+            "val_fraction": float(val_fraction), "fps": float(fps)}
+
+
+def write_dataset(root: str | Path, num_rooms: int = 40, frames_per_room: int = 30, height: int = 240,
+                  width: int = 320, seed: int = 0, val_fraction: float = 0.15, fps: float = 15.0,
+                  progress: bool = True) -> Path:
+    """Render ``num_rooms`` sequences into ``root`` (NYUD-v2 layout, see module docstring).
+
+    Rooms, not frames, are split into train/val so that validation views are of unseen rooms.
+    """
+    from tqdm import tqdm
+
+    root = Path(root)
+    (root / "READY").unlink(missing_ok=True)
+    for sub in ("images", "segmentation", "depth", "normals", "instance", "gt_sets", "sequences"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    num_val = 0 if num_rooms < 2 or val_fraction <= 0 else max(1, int(round(num_rooms * val_fraction)))
+    splits: dict[str, list[str]] = {"train": [], "val": []}
+    bar = tqdm(total=num_rooms * frames_per_room, desc="render", unit="frame", disable=not progress)
+    for i in range(num_rooms):
+        room_seed = seed * ROOM_SEED_STRIDE + i
+        split = "val" if i >= num_rooms - num_val else "train"
+        seq_dir = root / "sequences" / f"s{room_seed:08d}"
+        if seq_dir.exists():
+            shutil.rmtree(seq_dir)
+        seq_dir.mkdir(parents=True)
+        names, cams, K = [], [], None
+        for frame in render_sequence(room_seed, frames_per_room, height, width, fps):
+            _save_frame(root, frame)
+            names.append(frame.name)
+            K = frame.K
+            cams.append({"name": frame.name, "stamp": frame.stamp, "pose": frame.pose.round(9).tolist()})
+            bar.update(1)
+        splits[split] += names
+        (seq_dir / "frames.txt").write_text("\n".join(names) + "\n")
+        (seq_dir / "cameras.json").write_text(json.dumps(
+            {"fps": fps, "split": split, "K": K.tolist(), "frames": cams}, indent=1))
+    bar.close()
+    for split, names in splits.items():
+        (root / "gt_sets" / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    (root / "classes.txt").write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
+    meta = _dataset_params(num_rooms, frames_per_room, height, width, seed, val_fraction, fps)
+    meta.update({"classes": list(SYNTHETIC_CLASSES), "segmentation_encoding": "png value = class id + 1, 0 = ignore",
+                 "depth_units": "metres (z along optical axis), 0 = invalid",
+                 "normals_frame": "optical: x right, y down, z forward; all-zero = invalid",
+                 "num_train": len(splits["train"]), "num_val": len(splits["val"])})
+    (root / "meta.json").write_text(json.dumps(meta, indent=1))
+    (root / "READY").write_text("complete\n")
+    return root
+
+
+def ensure_synthetic_dataset(root: str | Path, num_rooms: int = 40, frames_per_room: int = 30, height: int = 240,
+                             width: int = 320, seed: int = 0, val_fraction: float = 0.15, fps: float = 15.0,
+                             progress: bool = True) -> Path:
+    """Return ``root``, rendering the dataset first unless a complete one is already there.
+
+    A dataset counts as present when ``READY`` exists; if its meta.json records other parameters a warning is
+    logged and the existing data is kept (delete the folder to re-render).
+    """
+    root = Path(root)
+    if (root / "READY").is_file():
+        wanted = _dataset_params(num_rooms, frames_per_room, height, width, seed, val_fraction, fps)
+        try:
+            meta = json.loads((root / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        differing = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
+        if differing:
+            log.warning("using existing synthetic dataset %s with other parameters (have, wanted): %s", root,
+                        differing)
+        return root
+    log.info("rendering synthetic dataset into %s", root)
+    return write_dataset(root, num_rooms, frames_per_room, height, width, seed, val_fraction, fps, progress)
+
+
+def list_sequences(root: str | Path, split: str | None = None) -> list[str]:
+    """Sequence names in ``root`` (optionally only those of one split), sorted."""
+    out = []
+    for cam in sorted(Path(root).glob("sequences/*/cameras.json")):
+        if split is None or json.loads(cam.read_text()).get("split") == split:
+            out.append(cam.parent.name)
+    return out
+
+
+def load_sequence(root: str | Path, sequence: str) -> Iterator[Frame]:
+    """Frames of one stored sequence, in order, read back from the dataset folder."""
+    root = Path(root)
+    cams = json.loads((root / "sequences" / sequence / "cameras.json").read_text())
+    K = np.array(cams["K"])
+    for item in cams["frames"]:
+        name = item["name"]
+        rgb = cv2.cvtColor(cv2.imread(str(root / "images" / f"{name}.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        seg = cv2.imread(str(root / "segmentation" / f"{name}.png"), cv2.IMREAD_UNCHANGED).astype(np.int32) - 1
+        seg = np.where(seg < 0, IGNORE_INDEX, seg).astype(np.uint8)
+        inst = cv2.imread(str(root / "instance" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        yield Frame(rgb=rgb, depth=np.load(root / "depth" / f"{name}.npy"), segmentation=seg, instance=inst,
+                    normals=np.load(root / "normals" / f"{name}.npy").astype(np.float32), K=K.copy(),
+                    pose=np.array(item["pose"]), stamp=float(item["stamp"]), name=name)
