@@ -1,0 +1,180 @@
+"""Camera bags (rosbag2, written and read with the pure-Python ``rosbags`` library; no ROS install needed).
+
+Topics (all stamped with the frame's time, header.frame_id an optical frame):
+  /camera/image_raw        sensor_msgs/Image rgb8
+  /camera/camera_info      sensor_msgs/CameraInfo (plumb_bob, zero distortion, P = [K | 0])
+  /camera/depth/image_raw  sensor_msgs/Image 32FC1, metres, NaN where invalid (REP 118)
+  /gt/segmentation         sensor_msgs/Image mono8, class ids (SYNTHETIC_CLASSES), 255 = ignore
+  /gt/normals              sensor_msgs/Image 32FC3, unit normals in the optical frame, 0 0 0 where invalid
+The bag is what the demo, the replay evaluation and the tests feed to the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mtshare_ros.data.renderer import Frame
+
+TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_INFO = "/camera/camera_info"
+TOPIC_DEPTH = "/camera/depth/image_raw"
+TOPIC_SEGMENTATION = "/gt/segmentation"
+TOPIC_NORMALS = "/gt/normals"
+CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_INFO)
+GT_TOPICS = (TOPIC_DEPTH, TOPIC_SEGMENTATION, TOPIC_NORMALS)
+DEFAULT_FRAME_ID = "camera_color_optical_frame"
+DEFAULT_START_NS = 1_700_000_000 * 10**9  # a fixed epoch keeps bags byte-reproducible
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@dataclass
+class BagFrame:
+    """One camera frame read back from a bag; ground truth fields are None where the bag has none."""
+
+    stamp_ns: int
+    frame_id: str
+    rgb: np.ndarray  # (H, W, 3) uint8
+    K: np.ndarray  # (3, 3)
+    depth: np.ndarray | None = None  # (H, W) float32 metres, 0 = invalid (NaN in the bag)
+    segmentation: np.ndarray | None = None  # (H, W) uint8
+    normals: np.ndarray | None = None  # (H, W, 3) float32
+
+
+class _Messages:
+    """Builds the ROS messages of one frame."""
+
+    def __init__(self, typestore, frame_id: str):
+        self.ts, self.frame_id = typestore, frame_id
+        self.Header = typestore.types["std_msgs/msg/Header"]
+        self.Time = typestore.types["builtin_interfaces/msg/Time"]
+        self.Image = typestore.types[IMAGE_TYPE]
+        self.Info = typestore.types[INFO_TYPE]
+        self.Roi = typestore.types["sensor_msgs/msg/RegionOfInterest"]
+
+    def header(self, stamp_ns: int):
+        return self.Header(stamp=self.Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=self.frame_id)
+
+    def image(self, stamp_ns: int, array: np.ndarray, encoding: str):
+        h, w = array.shape[:2]
+        data = np.ascontiguousarray(array)
+        return self.Image(header=self.header(stamp_ns), height=h, width=w, encoding=encoding,
+                          is_bigendian=int(data.dtype.byteorder == ">"), step=data.strides[0],
+                          data=data.reshape(-1).view(np.uint8))
+
+    def info(self, stamp_ns: int, K: np.ndarray, h: int, w: int):
+        P = np.zeros((3, 4))
+        P[:, :3] = K
+        return self.Info(header=self.header(stamp_ns), height=h, width=w, distortion_model="plumb_bob",
+                         d=np.zeros(5), k=np.asarray(K, dtype=np.float64).reshape(9),
+                         r=np.eye(3).reshape(9), p=P.reshape(12), binning_x=0, binning_y=0,
+                         roi=self.Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def write_camera_bag(path: str | Path, frames: Iterable[Frame], storage: str = "mcap",
+                     frame_id: str = DEFAULT_FRAME_ID, ground_truth: bool = True,
+                     start_ns: int = DEFAULT_START_NS) -> int:
+    """Write ``frames`` to a new rosbag2 at ``path`` (a folder; must not exist). Returns the frame count.
+
+    ``storage`` is "mcap" (default) or "sqlite3". Message stamps and bag timestamps are
+    ``start_ns + frame.stamp``; ground-truth topics are written unless ``ground_truth`` is False.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path}: bag already exists (rosbag2 writes a new folder)")
+    ts = _typestore()
+    msgs = _Messages(ts, frame_id)
+    count = 0
+    with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
+        topics = CAMERA_TOPICS + (GT_TOPICS if ground_truth else ())
+        conns = {t: writer.add_connection(t, INFO_TYPE if t == TOPIC_INFO else IMAGE_TYPE, typestore=ts)
+                 for t in topics}
+
+        def put(topic: str, msg, stamp: int) -> None:
+            writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msg.__msgtype__))
+
+        for frame in frames:
+            stamp = start_ns + int(round(frame.stamp * 1e9))
+            h, w = frame.rgb.shape[:2]
+            put(TOPIC_INFO, msgs.info(stamp, frame.K, h, w), stamp)
+            put(TOPIC_IMAGE, msgs.image(stamp, frame.rgb.astype(np.uint8), "rgb8"), stamp)
+            if ground_truth:
+                depth = np.where(frame.depth > 0, frame.depth, np.nan).astype("<f4")
+                put(TOPIC_DEPTH, msgs.image(stamp, depth, "32FC1"), stamp)
+                put(TOPIC_SEGMENTATION, msgs.image(stamp, frame.segmentation.astype(np.uint8), "mono8"), stamp)
+                put(TOPIC_NORMALS, msgs.image(stamp, frame.normals.astype("<f4"), "32FC3"), stamp)
+            count += 1
+    return count
+
+
+_DECODE = {"rgb8": (np.uint8, 3), "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "32FC3": (np.float32, 3)}
+
+
+def image_to_array(msg) -> np.ndarray:
+    """sensor_msgs/Image -> numpy (H, W[, C]) for the encodings this package writes; clear error otherwise."""
+    if msg.encoding not in _DECODE:
+        raise ValueError(f"image encoding {msg.encoding!r} not supported; expected one of {sorted(_DECODE)}")
+    dtype, channels = _DECODE[msg.encoding]
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
+    arr = row[:, : msg.width * channels * dt.itemsize].copy().view(dt).astype(dtype)
+    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
+
+
+def read_camera_bag(path: str | Path) -> Iterator[BagFrame]:
+    """Frames of a camera bag in time order, grouping the topics that share a timestamp.
+
+    Depth NaNs (REP 118 invalid) become 0, the package's invalid value.
+    """
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: bag not found")
+    ts = _typestore()
+    wanted = set(CAMERA_TOPICS + GT_TOPICS)
+    with Reader(path) as reader:
+        conns = [c for c in reader.connections if c.topic in wanted]
+        if not any(c.topic == TOPIC_IMAGE for c in conns):
+            raise ValueError(f"{path}: no {TOPIC_IMAGE} topic (topics: {sorted(c.topic for c in reader.connections)})")
+        pending: dict[str, object] = {}
+        current = None
+        for conn, stamp, raw in reader.messages(connections=conns):
+            if current is not None and stamp != current:
+                if TOPIC_IMAGE in pending:
+                    yield _assemble(current, pending)
+                pending = {}
+            current = stamp
+            pending[conn.topic] = ts.deserialize_cdr(raw, conn.msgtype)
+        if current is not None and TOPIC_IMAGE in pending:
+            yield _assemble(current, pending)
+
+
+def _assemble(stamp_ns: int, msgs: dict) -> BagFrame:
+    image = msgs[TOPIC_IMAGE]
+    info = msgs.get(TOPIC_INFO)
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3) if info is not None else np.full((3, 3), np.nan)
+    frame = BagFrame(stamp_ns=stamp_ns, frame_id=image.header.frame_id, rgb=image_to_array(image), K=K)
+    if TOPIC_DEPTH in msgs:
+        depth = image_to_array(msgs[TOPIC_DEPTH])
+        frame.depth = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
+    if TOPIC_SEGMENTATION in msgs:
+        frame.segmentation = image_to_array(msgs[TOPIC_SEGMENTATION])
+    if TOPIC_NORMALS in msgs:
+        frame.normals = image_to_array(msgs[TOPIC_NORMALS])
+    return frame
