@@ -117,7 +117,8 @@ def to_markdown(report: dict) -> str:
         f"model: {report['model']}.",
         f"Reproduce: `{report['command']}`",
         "",
-        "| variant | sent | delivered | fps | dropped (node) | superseded in DDS (depth 1) | latency p50 / p95 / max ms "
+        "| variant | sent | delivered | fps | dropped (node) | superseded in DDS (depth 1) "
+        "| latency p50 / p95 / max ms "
         "| decode p50 | inference p50 | convert p50 | publish p50 | ROS overhead p50 / p95 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
