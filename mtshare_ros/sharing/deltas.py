@@ -46,6 +46,11 @@ class Delta(nn.Module):
         """``x @ dW.T`` for rows ``x`` (..., in); ``None`` when the delta is exactly zero."""
         raise NotImplementedError
 
+    def add_to(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y + x @ dW.T`` as a new tensor (subclasses fuse the addition into their product)."""
+        extra = self.apply(x)
+        return y.clone() if extra is None else y + extra
+
     def apply_macs(self, rows: int) -> int:
         """Multiply-adds of ``apply`` on ``rows`` rows (0 for fused deltas: they run in the fused product)."""
         raise NotImplementedError
@@ -147,6 +152,10 @@ class LowRankDelta(Delta):
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return (x @ self.a.t()) @ self.b.t()
+
+    def add_to(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        xa = (x @ self.a.t()).reshape(-1, self.rank)
+        return torch.addmm(y.reshape(-1, self.out_features), xa, self.b.t()).view(y.shape)
 
     def dense_macs(self) -> int:
         return self.out_features * self.rank * self.in_features

@@ -51,7 +51,7 @@ from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.tokens import (
     Selection,
     delta_score,
-    gather_rows,
+    gather_selected,
     scatter_heads,
     scatter_rows,
     select_tokens,
@@ -161,7 +161,7 @@ class SharedMultiTaskModel(nn.Module):
         pos_d = st.delta("pos_embed")
         if d.fused:
             w = pe.weight + d.dense().view(pe.weight.shape).to(pe.weight)
-            tok = F.conv2d(x, w, bias, stride=pe.stride).flatten(2).transpose(1, 2)
+            tok = F.conv2d(x, w, bias, stride=pe.stride).flatten(2).transpose(1, 2).contiguous()
             tok = tok + self._pos(self.base.encoder.pos_embed, grid, offset)
             cnt.add(st.task, 0, b * n * w[0].numel() * w.shape[0])
         else:
@@ -191,10 +191,9 @@ class SharedMultiTaskModel(nn.Module):
                 st = self.subtasks[t]
                 d = st.delta(pre + ".weight")
                 n_rows = rows[t].shape[0] * rows[t].shape[1]
-                extra = d.apply(rows[t])
-                y = part if extra is None else part + extra
+                y = d.add_to(part, rows[t])  # a new tensor: the in-place bias below touches nothing shared
                 if st.has_vector(pre + ".bias"):
-                    y = y + st.vector(pre + ".bias")
+                    y.add_(st.vector(pre + ".bias"))
                 out[t] = y
                 cnt.add(t, layer, n_rows * w.numel() + d.apply_macs(n_rows))
         for t in rows:
@@ -230,7 +229,7 @@ class SharedMultiTaskModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         pre = f"blocks.{li}."
         layer = li + 1
-        out = {t: xs[t] + upd_b for t in xs}
+        out = {t: xs[t] + upd_b for t in xs if not sels[t].full}  # reused tokens: the base's update
         active = [t for t in xs if sels[t].k > 0]
         if not active:
             return out
@@ -238,7 +237,7 @@ class SharedMultiTaskModel(nn.Module):
         heads, hd = attn.num_heads, attn.head_dim
         b, n, c = x_b.shape
         subs = {t: self.subtasks[t] for t in active}
-        xr = {t: gather_rows(xs[t], sels[t].index) for t in active}
+        xr = {t: gather_selected(xs[t], sels[t]) for t in active}
         h = {t: self._ln(xr[t], subs[t], pre + "norm1", blk.norm1.eps) for t in active}
         qkv = self._linear(pre + "attn.qkv", attn.qkv, h, layer, cnt)
         o = {}
@@ -257,7 +256,7 @@ class SharedMultiTaskModel(nn.Module):
         f2 = self._linear(pre + "mlp.fc2", blk.mlp.fc2, f1, layer, cnt)
         for t in active:
             yr = mid[t] + self._ls(f2[t], subs[t], pre + "ls2")
-            out[t] = scatter_rows(out[t], sels[t], yr)
+            out[t] = yr if sels[t].full else scatter_rows(out[t], sels[t], yr)
         return out
 
     @staticmethod
@@ -289,6 +288,20 @@ class SharedMultiTaskModel(nn.Module):
         model's}, ``macs_dense_total``, ``macs_saved_fraction`` (1 - total / dense total),
         ``layers`` [per block: {task: {"rows", "recomputed", "macs"}}], ``sync_free``.
         """
+        raw = self.run_raw(x, thresholds, max_token_fraction, tasks, sync_free, offset)
+        return raw["outputs"], self._stats(raw)
+
+    def run_raw(
+        self,
+        x: torch.Tensor,
+        thresholds: dict[str, float] | float = 0.0,
+        max_token_fraction: float = 1.0,
+        tasks: list[str] | tuple[str, ...] | None = None,
+        sync_free: bool | None = None,
+        offset: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """``forward`` without turning the statistics into numbers: with ``sync_free`` nothing in here
+        waits for the device (``forward`` then reads the token counts back once, in ``_stats``)."""
         sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
         unknown = [t for t in sub_names if t not in self.subtasks]
         if unknown:
@@ -308,6 +321,7 @@ class SharedMultiTaskModel(nn.Module):
         cnt = _Counter([base_task, *sub_names], depth)
 
         tok_b, grid = enc.embed(x) if offset is None else enc.embed(x, offset)
+        tok_b = tok_b.contiguous()  # the patch embedding's (B, N, C) is a transposed view: row ops want rows
         b, n, c = tok_b.shape
         budget = token_budget(n, max_token_fraction)
         pe = enc.patch_embed.proj
@@ -319,7 +333,11 @@ class SharedMultiTaskModel(nn.Module):
         rows = {t: [] for t in sub_names}
         x_b = tok_b
         for li, blk in enumerate(enc.blocks):
-            sels = {t: select_tokens(delta_score(xs[t], x_b), thr[t], budget, sync_free) for t in sub_names}
+            base_norm = x_b.float().norm(dim=-1) if any(thr[t] > 0 for t in sub_names) else None
+            sels = {}
+            for t in sub_names:
+                score = delta_score(xs[t], x_b, base_norm) if thr[t] > 0 or budget < n else x_b.new_zeros(b, n)
+                sels[t] = select_tokens(score, thr[t], budget, sync_free)
             y_b, k_b, v_b = self._base_block(blk, x_b)
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
@@ -345,8 +363,29 @@ class SharedMultiTaskModel(nn.Module):
             cnt.add(t, depth + 1, m)
             head_macs[t] = m
 
+        return {
+            "outputs": outputs,
+            "counter": cnt,
+            "head_macs": head_macs,
+            "recomputed": torch.stack([torch.stack(recomputed[t]) for t in sub_names]) if sub_names else None,
+            "rows": rows,
+            "shape": (b, n),
+            "tasks": [base_task, *sub_names],
+            "thresholds": thr,
+            "sync_free": sync_free,
+            "max_token_fraction": max_token_fraction,
+        }
+
+    def _stats(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Numbers for diagnostics and benchmarks (one device read: the recomputed-token counts)."""
+        enc = self.base.encoder
+        depth = len(enc.blocks)
+        b, n = raw["shape"]
+        base_task, *sub_names = raw["tasks"]
+        cnt, rows, head_macs = raw["counter"], raw["rows"], raw["head_macs"]
+        pe = enc.patch_embed.proj
         dense_enc = b * n * pe.weight.numel() + sum(self._block_macs(blk, b * n, n) for blk in enc.blocks)
-        rec_counts = torch.stack([torch.stack(recomputed[t]) for t in sub_names]).tolist() if sub_names else []
+        rec_counts = raw["recomputed"].tolist() if sub_names else []
         layers = []
         for li in range(depth):
             entry = {base_task: {"rows": b * n, "recomputed": 1.0, "macs": cnt.layers[li + 1][base_task]}}
@@ -363,9 +402,9 @@ class SharedMultiTaskModel(nn.Module):
         stats = {
             "tokens": n,
             "frames": b,
-            "sync_free": sync_free,
-            "thresholds": thr,
-            "max_token_fraction": max_token_fraction,
+            "sync_free": raw["sync_free"],
+            "thresholds": raw["thresholds"],
+            "max_token_fraction": raw["max_token_fraction"],
             "recomputed_fraction": {
                 base_task: 1.0,
                 **{t: sum(rec_counts[j]) / (b * n * depth) for j, t in enumerate(sub_names)},
@@ -378,4 +417,4 @@ class SharedMultiTaskModel(nn.Module):
             "macs_saved_fraction": 1.0 - total / dense_total,
             "layers": layers,
         }
-        return outputs, stats
+        return stats

@@ -19,19 +19,25 @@ class Selection:
     index: torch.Tensor  # (B, k) long
     valid: torch.Tensor  # (B, k) bool
     k: int  # rows computed per frame (host-side int: no sync needed to size the products)
+    full: bool = False  # every token, in order, all valid: gather and scatter are identities
 
     @property
     def rows(self) -> int:
         return self.index.shape[0] * self.k
 
 
-def delta_score(x_sub: torch.Tensor, x_base: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def delta_score(
+    x_sub: torch.Tensor, x_base: torch.Tensor, base_norm: torch.Tensor | None = None, eps: float = 1e-6
+) -> torch.Tensor:
     """Relative activation change per token: ``|x_sub - x_base| / |x_base|`` (L2 over channels), float32.
 
     Relative, because the residual stream grows with depth: one threshold then means the same at every layer.
+    ``base_norm`` (``|x_base|`` per token) may be passed in when several sub-tasks share it.
     """
     d = (x_sub.float() - x_base.float()).norm(dim=-1)
-    return d / (x_base.float().norm(dim=-1) + eps)
+    if base_norm is None:
+        base_norm = x_base.float().norm(dim=-1)
+    return d / (base_norm + eps)
 
 
 def token_budget(n_tokens: int, max_token_fraction: float) -> int:
@@ -62,7 +68,7 @@ def select_tokens(score: torch.Tensor, threshold: float, budget: int, sync_free:
         return Selection(empty, empty.bool(), 0)
     if k == n:
         index = torch.arange(n, device=score.device).expand(b, n)
-        return Selection(index, above, k)
+        return Selection(index, above, k, full=threshold <= 0)
     top = score.topk(k, dim=1)
     return Selection(top.indices, above.gather(1, top.indices), k)
 
@@ -72,10 +78,17 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def gather_selected(x: torch.Tensor, sel: Selection) -> torch.Tensor:
+    """``gather_rows`` for a selection; free when the selection is every token."""
+    return x if sel.full else gather_rows(x, sel.index)
+
+
 def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.Tensor:
     """``x`` with its selected valid rows replaced by ``rows`` (B, k, C); padding rows keep ``x``. Not in place."""
     if sel.k == 0:
         return x
+    if sel.full:
+        return rows.to(x.dtype)
     keep = gather_rows(x, sel.index)
     rows = torch.where(sel.valid.unsqueeze(-1), rows.to(x.dtype), keep)
     return x.scatter(1, sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), rows)
@@ -85,6 +98,8 @@ def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.
     """Like ``scatter_rows`` for per-head tensors: x (B, H, N, d), rows (B, H, k, d)."""
     if sel.k == 0:
         return x
+    if sel.full:
+        return rows.to(x.dtype)
     idx = sel.index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1])
     keep = x.gather(2, idx)
     rows = torch.where(sel.valid[:, None, :, None], rows.to(x.dtype), keep)
