@@ -32,7 +32,7 @@ from mtshare_ros.data.trajectory import camera_trajectory
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: turn-rate-limited trajectories, planned for >= 30 s (prefix-stable)
 ROOM_SEED_STRIDE = 1_000_003  # room i of dataset seed s uses seed s * stride + i
 
 

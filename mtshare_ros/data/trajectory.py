@@ -35,6 +35,9 @@ HANDHELD = MotionStyle("handheld", (0.5, 1.3), (1.2, 1.65), (-0.4, 0.1), math.ra
 
 ACCEL = 0.6  # m/s^2 along the path
 LATERAL_ACCEL = 0.5  # m/s^2 in curves
+PAN_RATE = math.radians(60)  # rad/s, peak turn rate of a pan while standing
+PLAN_HORIZON = 30.0  # s, shortest planned motion (see camera_trajectory)
+MAX_TURN_RATE = math.radians(90)  # rad/s, turning on the spot (path reversals) is capped to this
 
 
 def _cell_centre(iy: int, ix: int) -> np.ndarray:
@@ -161,9 +164,23 @@ def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), k, mode="valid")
 
 
+def _rate_limited(angle: np.ndarray, max_step: float) -> np.ndarray:
+    """Follow ``angle`` with at most ``max_step`` change per sample, then smooth the corners of the result."""
+    out = angle.copy()
+    for k in range(1, len(out)):
+        out[k] = out[k - 1] + np.clip(angle[k] - out[k - 1], -max_step, max_step)
+    return _gaussian_smooth(out, 2.0)
+
+
 def camera_trajectory(room: Room, num_frames: int, fps: float, rng: np.random.Generator,
                       style: MotionStyle | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Poses (num_frames, 4, 4) camera-to-world (optical frame) and stamps (s) for one sequence."""
+    """Poses (num_frames, 4, 4) camera-to-world (optical frame) and stamps (s) for one sequence.
+
+    The motion is planned for at least PLAN_HORIZON seconds whatever ``num_frames`` is, so a shorter
+    sequence is a prefix of a longer one with the same generator state.
+    """
+    requested = num_frames
+    num_frames = max(num_frames, int(math.ceil(PLAN_HORIZON * fps)))
     style = style or (ROBOT if rng.uniform() < 0.5 else HANDHELD)
     duration = num_frames / fps
     vmax = float(rng.uniform(*style.speed))
@@ -199,7 +216,8 @@ def camera_trajectory(room: Room, num_frames: int, fps: float, rng: np.random.Ge
     # Look partly towards the middle of the room, as people and robots look where things are rather than
     # at the wall they are walking along.
     to_centre = np.array(room.size[:2]) / 2 - xy
-    centre_w = float(rng.uniform(0.4, 1.2)) * np.clip(np.linalg.norm(to_centre, axis=1) / 1.5, 0, 1)
+    # (weight < 1: the blend stays within 60 deg of the heading and never flips sides.)
+    centre_w = float(rng.uniform(0.3, 0.85)) * np.clip(np.linalg.norm(to_centre, axis=1) / 1.5, 0, 1)
     look = np.stack([np.cos(heading), np.sin(heading)], 1) + centre_w[:, None] * to_centre / np.maximum(
         np.linalg.norm(to_centre, axis=1, keepdims=True), 1e-6)
     yaw = heading + np.angle(np.exp(1j * (np.arctan2(look[:, 1], look[:, 0]) - heading)))
@@ -207,8 +225,11 @@ def camera_trajectory(room: Room, num_frames: int, fps: float, rng: np.random.Ge
     yaw = yaw + _smooth_noise(stamps, style.look_amplitude, rng)
     for start, length in zip(times[stops], dwell_len, strict=False):
         u = np.clip((stamps - start) / length, 0.0, 1.0)
-        yaw += float(rng.uniform(-1.1, 1.1)) * np.sin(math.pi * u) ** 2
-    speed = np.gradient(s_idx) * fps * 0.01 if num_frames > 1 else np.zeros(1)
+        # Pan left or right and back; the peak turn rate stays below ~60 deg/s.
+        amplitude = min(1.1, PAN_RATE * length / math.pi)
+        yaw += float(rng.uniform(-amplitude, amplitude)) * np.sin(math.pi * u) ** 2
+    yaw = _rate_limited(yaw, MAX_TURN_RATE / fps)
+    speed = np.gradient(s_idx) * fps * 0.01
     height = float(rng.uniform(*style.height))
     step = 2 * math.pi * 1.8 * stamps
     z = height + style.bob * np.sin(step) * np.clip(speed / max(vmax, 1e-6), 0, 1)
@@ -222,4 +243,4 @@ def camera_trajectory(room: Room, num_frames: int, fps: float, rng: np.random.Ge
         poses[k, :3, :3] = R
         poses[k, :3, 3] = [xy[k, 0], xy[k, 1], z[k]]
         poses[k, :3, 3] += R[:, 0] * sway[k]
-    return poses, stamps
+    return poses[:requested], stamps[:requested]
