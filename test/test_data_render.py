@@ -119,3 +119,22 @@ def test_moving_objects_move():
     mover = room.movers[0]
     poses = [np.concatenate(mover.pose(t)) for t in np.linspace(0, mover.period, 7)]
     assert max(np.abs(p - poses[0]).max() for p in poses) > 0.05
+
+
+def test_osmesa_backend_renders_the_same_frame(tmp_path):
+    """The OSMesa fallback (separate process: the backend is fixed at import) gives the same labels and depth."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "osmesa.npz"
+    code = ("import numpy as np; from mtshare_ros.data.synthetic import render_sequence; "
+            f"f = next(render_sequence(3, 1, {H}, {W})); "
+            f"np.savez(r'{out}', rgb=f.rgb, depth=f.depth, seg=f.segmentation)")
+    env = dict(os.environ, MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    other = np.load(out)
+    here = next(render_sequence(3, 1, H, W))
+    assert np.array_equal(other["seg"], here.segmentation)
+    assert np.allclose(other["depth"], here.depth, atol=1e-4)
+    assert np.abs(other["rgb"].astype(int) - here.rgb).mean() < 2.0
