@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mtshare_ros.data.assets import labmaze_textures, pybullet_meshes
-from mtshare_ros.data.mjcf import Frame2D, MjcfBuilder, yaw_quat
+from mtshare_ros.data.mjcf import Frame2D, MjcfBuilder, quat_mul, yaw_quat
 
 GRID_RES = 0.05  # metres per floor-map cell
 CAMERA_BODY = "camrig"
@@ -249,8 +249,7 @@ class RoomGenerator:
             self.movers.append(Mover(body, "swing", hinge, frame.yaw, amplitude=float(rng.uniform(0.6, 1.3)),
                                      period=float(rng.uniform(4, 9)), phase=float(rng.uniform(0, 2 * math.pi))))
         else:
-            body, leaf = None, Frame2D(frame.x, frame.y, frame.yaw)
-            leaf = Frame2D(*frame.apply((x0, 0.0, 0.0))[:2], frame.yaw)
+            body, leaf = None, Frame2D(*frame.apply((x0, 0.0, 0.0))[:2], frame.yaw)
         b.box(inst, leaf, (w / 2, 0.02, h / 2), (w / 2, 0.03, h / 2), leaf_mat, body=body)
         b.box(inst, leaf, (0.06, 0.02, 0.012), (w - 0.12, 0.07, 1.0), handle, body=body)
 
@@ -486,7 +485,7 @@ class RoomGenerator:
                 self.chair(cf, chair_mat, seat_mat)
 
     def chair(self, f: Frame2D, frame_mat: str, seat_mat: str, body: str | None = None) -> None:
-        """A chair facing local -y... its back on local -y side (the table is at local +y)."""
+        """A chair whose backrest is on the local -y side, so that it faces local +y (towards the table)."""
         b = self.b
         inst = b.new_instance("chair")
         s = float(self.rng.uniform(0.42, 0.48))
@@ -643,8 +642,6 @@ class RoomGenerator:
 
 def _mesh_upright(name: str, yaw: float) -> np.ndarray:
     """pybullet meshes are y-up (duck) or z-up; rotate y-up ones so they stand on the surface."""
-    from mtshare_ros.data.mjcf import quat_mul
-
     q = yaw_quat(yaw)
     if name in ("duck", "bunny"):
         q = quat_mul(q, np.array([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0]))
