@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtshare_ros.classes import IGNORE_INDEX, SYNTHETIC_CLASSES
-from mtshare_ros.data.datasets import build_dataset
+from mtshare_ros.data.datasets import build_dataset, build_sequence_dataset, frame_to_sample
 from mtshare_ros.data.synthetic import load_sequence, render_sequence, write_dataset
 from mtshare_ros.data.transforms import hflip, resize
 
@@ -186,3 +186,11 @@ def test_synthetic_dataset_round_trip(tmp_path):
     assert torch.equal(s["depth"], torch.from_numpy(f.depth))
     assert torch.allclose(s["normals"], torch.from_numpy(f.normals.transpose(2, 0, 1)), atol=2e-3)
     assert torch.equal((s["image"] * 255).round().byte(), torch.from_numpy(f.rgb.transpose(2, 0, 1)))
+    # One sequence in time order, and rendered frames in the same sample format.
+    seq = build_sequence_dataset(tmp_path, "s05000016", size=(40, 56))
+    assert [seq[i]["name"] for i in range(len(seq))] == ["s05000016_00000", "s05000016_00001"]
+    direct = frame_to_sample(frames["s05000016_00001"])
+    stored_sample = seq[1]
+    for key in ("segmentation", "depth", "image"):
+        assert torch.equal(direct[key], stored_sample[key])
+    assert torch.allclose(direct["normals"], stored_sample["normals"], atol=2e-3)

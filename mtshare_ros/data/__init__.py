@@ -3,7 +3,7 @@
 Public API (imported lazily so that ``mtshare render --help`` stays fast):
   render_sequence, write_dataset, ensure_synthetic_dataset, list_sequences, load_sequence, Frame
       (mtshare_ros.data.synthetic / .renderer)
-  build_dataset (mtshare_ros.data.datasets)
+  build_dataset, build_sequence_dataset, frame_to_sample (mtshare_ros.data.datasets)
   write_camera_bag, read_camera_bag (mtshare_ros.data.bag)
 
 Conventions everywhere: depth in metres along the optical axis (0 = invalid); normals are unit vectors in
@@ -23,6 +23,8 @@ _EXPORTS = {
     "list_sequences": "mtshare_ros.data.synthetic",
     "load_sequence": "mtshare_ros.data.synthetic",
     "build_dataset": "mtshare_ros.data.datasets",
+    "build_sequence_dataset": "mtshare_ros.data.datasets",
+    "frame_to_sample": "mtshare_ros.data.datasets",
     "write_camera_bag": "mtshare_ros.data.bag",
     "read_camera_bag": "mtshare_ros.data.bag",
 }

@@ -114,7 +114,7 @@ class NyudLayoutDataset(DenseDataset):
 
     def __init__(self, root: str | Path, split: str, size: tuple[int, int] | None = None, augment: bool = False,
                  class_names: tuple[str, ...] = NYUD40_CLASSES, normal_signs: tuple[float, float, float] = (1, 1, 1),
-                 seed: int = 0):
+                 seed: int = 0, ids: list[str] | None = None):
         super().__init__(size, augment, seed)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -122,7 +122,7 @@ class NyudLayoutDataset(DenseDataset):
         self.split = split
         self.class_names = tuple(class_names)
         self.normal_signs = np.asarray(normal_signs, dtype=np.float32)
-        self.ids = _read_ids(self.root / "gt_sets" / f"{split}.txt")
+        self.ids = list(ids) if ids is not None else _read_ids(self.root / "gt_sets" / f"{split}.txt")
         self.tasks = [t for t in ("segmentation", "depth", "normals") if (self.root / t).is_dir()]
         if not (self.root / "images").is_dir():
             raise FileNotFoundError(f"{self.root / 'images'}: image folder not found")
@@ -231,3 +231,17 @@ def build_dataset(name: str, root: str | Path, split: str, size: tuple[int, int]
     if name == "pascal":
         return PascalContextDataset(root, split, size, augment, seed=seed)
     raise ValueError(f"unknown dataset {name!r}; expected one of 'synthetic', 'nyud', 'pascal'")
+
+
+def build_sequence_dataset(root: str | Path, sequence: str, size: tuple[int, int] | None = (240, 320)) -> DenseDataset:
+    """The frames of one stored synthetic sequence, in time order and without augmentation (temporal work)."""
+    root = Path(root)
+    ids = _read_ids(root / "sequences" / sequence / "frames.txt")
+    return NyudLayoutDataset(root, sequence, size, False, class_names=synthetic_class_names(root), ids=ids)
+
+
+def frame_to_sample(frame, size: tuple[int, int] | None = None) -> dict:
+    """A rendered Frame (mtshare_ros.data.renderer) as the torch sample contract, optionally resized."""
+    sample = {"image": frame.rgb, "segmentation": frame.segmentation.astype(np.int64), "depth": frame.depth,
+              "normals": frame.normals, "name": frame.name}
+    return to_tensors(resize(sample, size) if size is not None else sample)
