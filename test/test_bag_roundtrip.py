@@ -85,3 +85,28 @@ def test_make_bag_cli(tmp_path):
     back = list(read_camera_bag(out))
     assert len(back) == 2 and back[0].rgb.shape == (30, 40, 3)
     assert make_bag_main(["--out", str(out), "--frames", "2"]) == 2  # exists, no --force
+
+
+def test_reader_groups_by_header_stamp_and_reuses_camera_info(tmp_path, frames):
+    """A recorded-style bag: camera_info only once, messages logged slightly after their header stamps."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from mtshare_ros.data.bag import _Messages
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    msgs = _Messages(ts, "cam_optical")
+    path = tmp_path / "recorded"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        img = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        info = writer.add_connection("/camera/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
+        for k, f in enumerate(frames):
+            stamp = 10**9 + k * 50_000_000
+            if k == 0:
+                m = msgs.info(stamp, f.K, *f.rgb.shape[:2])
+                writer.write(info, stamp + 1000, ts.serialize_cdr(m, m.__msgtype__))
+            m = msgs.image(stamp, f.rgb, "rgb8")
+            writer.write(img, stamp + 2000 + k, ts.serialize_cdr(m, m.__msgtype__))
+    back = list(read_camera_bag(path))
+    assert [b.stamp_ns for b in back] == [10**9 + k * 50_000_000 for k in range(3)]
+    assert all(np.array_equal(b.K, frames[0].K) for b in back)
+    assert all(np.array_equal(b.rgb, f.rgb) for b, f in zip(back, frames, strict=True))

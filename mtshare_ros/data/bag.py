@@ -137,8 +137,9 @@ def image_to_array(msg) -> np.ndarray:
 
 
 def read_camera_bag(path: str | Path) -> Iterator[BagFrame]:
-    """Frames of a camera bag in time order, grouping the topics that share a timestamp.
+    """Frames of a camera bag in time order, grouping consecutive messages that share a header stamp.
 
+    Bags recorded from a real camera work too: a frame without its own camera_info uses the latest one seen.
     Depth NaNs (REP 118 invalid) become 0, the package's invalid value.
     """
     from rosbags.rosbag2 import Reader
@@ -153,21 +154,25 @@ def read_camera_bag(path: str | Path) -> Iterator[BagFrame]:
         if not any(c.topic == TOPIC_IMAGE for c in conns):
             raise ValueError(f"{path}: no {TOPIC_IMAGE} topic (topics: {sorted(c.topic for c in reader.connections)})")
         pending: dict[str, object] = {}
-        current = None
-        for conn, stamp, raw in reader.messages(connections=conns):
+        current, last_info = None, None
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             if current is not None and stamp != current:
                 if TOPIC_IMAGE in pending:
-                    yield _assemble(current, pending)
+                    yield _assemble(current, pending, last_info)
                 pending = {}
             current = stamp
-            pending[conn.topic] = ts.deserialize_cdr(raw, conn.msgtype)
+            pending[conn.topic] = msg
+            if conn.topic == TOPIC_INFO:
+                last_info = msg
         if current is not None and TOPIC_IMAGE in pending:
-            yield _assemble(current, pending)
+            yield _assemble(current, pending, last_info)
 
 
-def _assemble(stamp_ns: int, msgs: dict) -> BagFrame:
+def _assemble(stamp_ns: int, msgs: dict, last_info) -> BagFrame:
     image = msgs[TOPIC_IMAGE]
-    info = msgs.get(TOPIC_INFO)
+    info = msgs.get(TOPIC_INFO, last_info)
     K = np.asarray(info.k, dtype=np.float64).reshape(3, 3) if info is not None else np.full((3, 3), np.nan)
     frame = BagFrame(stamp_ns=stamp_ns, frame_id=image.header.frame_id, rgb=image_to_array(image), K=K)
     if TOPIC_DEPTH in msgs:
