@@ -299,9 +299,13 @@ class SharedMultiTaskModel(nn.Module):
         tasks: list[str] | tuple[str, ...] | None = None,
         sync_free: bool | None = None,
         offset: tuple[int, int] | None = None,
+        keep_scores: bool = False,
     ) -> dict[str, Any]:
         """``forward`` without turning the statistics into numbers: with ``sync_free`` nothing in here
-        waits for the device (``forward`` then reads the token counts back once, in ``_stats``)."""
+        waits for the device (``forward`` then reads the token counts back once, in ``_stats``).
+
+        ``keep_scores`` also returns ``scores`` {task: per layer (B, N) relative activation deltas}, with
+        gradients: the activation-sparsity training step penalises them."""
         sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
         unknown = [t for t in sub_names if t not in self.subtasks]
         if unknown:
@@ -331,13 +335,17 @@ class SharedMultiTaskModel(nn.Module):
         feats = {t: [] for t in [base_task, *sub_names]}
         recomputed = {t: [] for t in sub_names}
         rows = {t: [] for t in sub_names}
+        scores = {t: [] for t in sub_names}
         x_b = tok_b
         for li, blk in enumerate(enc.blocks):
-            base_norm = x_b.float().norm(dim=-1) if any(thr[t] > 0 for t in sub_names) else None
+            need = {t: thr[t] > 0 or budget < n or keep_scores for t in sub_names}
+            base_norm = x_b.float().norm(dim=-1) if any(need.values()) else None
             sels = {}
             for t in sub_names:
-                score = delta_score(xs[t], x_b, base_norm) if thr[t] > 0 or budget < n else x_b.new_zeros(b, n)
-                sels[t] = select_tokens(score, thr[t], budget, sync_free)
+                score = delta_score(xs[t], x_b, base_norm) if need[t] else x_b.new_zeros(b, n)
+                sels[t] = select_tokens(score.detach(), thr[t], budget, sync_free)
+                if keep_scores:
+                    scores[t].append(score)
             y_b, k_b, v_b = self._base_block(blk, x_b)
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
@@ -374,6 +382,7 @@ class SharedMultiTaskModel(nn.Module):
             "thresholds": thr,
             "sync_free": sync_free,
             "max_token_fraction": max_token_fraction,
+            "scores": scores if keep_scores else None,
         }
 
     def _stats(self, raw: dict[str, Any]) -> dict[str, Any]:

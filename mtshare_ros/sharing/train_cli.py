@@ -1,0 +1,193 @@
+"""``mtshare share-train``: one training step of one sub-task of the shared model, from a YAML config.
+
+    python -m mtshare_ros.sharing.train_cli --config config/train/shared_step1_l1.yaml task=depth
+
+Step ``l1`` starts the sub-task from the base weights of a dense checkpoint (or adds it to the shared
+checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``. The result is a shared
+checkpoint at ``out`` holding the base and every sub-task of ``init`` plus this one. ``{task}`` in
+``init`` / ``out`` is replaced by the task name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from mtshare_ros.models.checkpoint import load_checkpoint
+from mtshare_ros.sharing.checkpoint import load_shared, save_shared
+from mtshare_ros.sharing.deltas import DELTA_KINDS
+from mtshare_ros.sharing.engine import SharedMultiTaskModel
+from mtshare_ros.sharing.train_steps import STEPS, delta_sparsity, fix_pattern, subtask_from_base, train_subtask
+from mtshare_ros.training.config import parse_override
+from mtshare_ros.training.datasets import class_names, make_dataset
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "task": "depth",
+    "step": "l1",
+    "delta": "sparse",
+    "rank": 16,
+    "density": 0.05,
+    "row_fraction": 0.1,
+    "base_checkpoint": "default",
+    "base_task": "segmentation",
+    "init": None,
+    "out": "runs/shared/{task}.pt",
+    "data": {
+        "dataset": "synthetic",
+        "root": "data/synthetic",
+        "train_split": "train",
+        "size": None,
+        "augment": True,
+        "num_workers": 1,
+    },
+    "train": {
+        "steps": 300,
+        "batch_size": 8,
+        "lr": 2.0e-4,
+        "penalty_weight": 0.0,
+        "threshold": 0.1,
+        "max_token_fraction": 1.0,
+        "crop": None,
+        "seed": 0,
+        "threads": None,
+        "device": "auto",
+        "log_every": 10,
+    },
+}
+
+
+class ShareConfigError(ValueError):
+    """A sharing training config with an unknown key or a bad value; the message names the key."""
+
+
+def _merge(base: dict, extra: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if k not in base:
+            raise ShareConfigError(f"unknown config key {where + k!r}; known: {sorted(base)}")
+        out[k] = _merge(base[k], v, f"{where}{k}.") if isinstance(base[k], dict) and isinstance(v, dict) else v
+    return out
+
+
+def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
+    """Defaults <- YAML <- ``key.sub=value`` overrides, checked."""
+    raw: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ShareConfigError(f"config file not found: {p}")
+        raw = yaml.safe_load(p.read_text()) or {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    cfg = _merge(DEFAULTS, raw, "")
+    if cfg["step"] not in STEPS:
+        raise ShareConfigError(f"step {cfg['step']!r} must be one of {STEPS}")
+    if cfg["delta"] not in DELTA_KINDS or cfg["delta"] in ("zero", "dense"):
+        raise ShareConfigError(f"delta {cfg['delta']!r} must be one of sparse, rows, lowrank")
+    if cfg["step"] != "l1" and not cfg["init"]:
+        raise ShareConfigError(f"step {cfg['step']!r} continues a shared checkpoint: set 'init'")
+    t = cfg["train"]
+    for key in ("lr", "penalty_weight", "threshold", "max_token_fraction"):
+        t[key] = float(t[key])
+    for key in ("steps", "batch_size", "log_every"):
+        if not isinstance(t[key], int) or t[key] <= 0:
+            raise ShareConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
+    cfg["out"] = str(cfg["out"]).format(task=cfg["task"])
+    cfg["init"] = str(cfg["init"]).format(task=cfg["task"]) if cfg["init"] else None
+    return cfg
+
+
+def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], dict[str, Any]]:
+    """The shared model this step starts from (with the task's sub-task prepared for the step), its class
+    names and the training record of the steps before."""
+    task = cfg["task"]
+    if cfg["init"]:
+        shared, meta = load_shared(cfg["init"])
+        names = list(meta["class_names"])
+    else:
+        models, meta = load_checkpoint(cfg["base_checkpoint"], tasks=[cfg["base_task"]])
+        shared = SharedMultiTaskModel(models[cfg["base_task"]], {})
+        names = list(meta["class_names"])
+    if cfg["step"] == "l1":
+        shared.subtasks[task] = subtask_from_base(shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"])
+    elif task not in shared.subtasks:
+        raise ShareConfigError(f"{cfg['init']}: has no sub-task {task!r} to continue (has {list(shared.subtasks)})")
+    if cfg["step"] == "pattern":
+        fix_pattern(shared.subtasks[task], cfg["delta"], cfg["density"], cfg["row_fraction"])
+    prior = dict(meta.get("provenance", {}).get("train_steps", {})) if cfg["init"] else {}
+    return shared, names, prior
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mtshare share-train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", help="YAML config (see config/train/shared_*.yaml)")
+    ap.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. task=normals train.steps=50")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_share_config(args.config, args.overrides)
+    t = cfg["train"]
+    if t["threads"]:
+        torch.set_num_threads(int(t["threads"]))
+    device = torch.device(
+        "cuda"
+        if t["device"] == "auto" and torch.cuda.is_available()
+        else ("cpu" if t["device"] == "auto" else t["device"])
+    )
+    shared, names, record = build_model(cfg)
+    shared.to(device)
+    data = cfg["data"]
+    size = tuple(data["size"] or shared.cfg.img_size)
+    ds = make_dataset(data, data["train_split"], size, data["augment"])
+    if class_names(data["dataset"], ds) != names:
+        raise ShareConfigError(f"dataset {data['dataset']!r} classes differ from the checkpoint's")
+
+    def batches():
+        g = torch.Generator().manual_seed(t["seed"])
+        while True:
+            yield from DataLoader(
+                ds,
+                batch_size=t["batch_size"],
+                shuffle=True,
+                drop_last=True,
+                generator=g,
+                num_workers=data["num_workers"],
+            )
+
+    history = train_subtask(
+        shared,
+        cfg["task"],
+        cfg["step"],
+        batches(),
+        t["steps"],
+        lr=t["lr"],
+        penalty_weight=t["penalty_weight"],
+        delta=cfg["delta"],
+        threshold=t["threshold"],
+        max_token_fraction=t["max_token_fraction"],
+        crop=tuple(t["crop"]) if t["crop"] else None,
+        seed=t["seed"],
+        log_every=t["log_every"],
+    )
+    st = shared.subtasks[cfg["task"]]
+    prov = {"config": cfg, "history": history, "delta_sparsity": delta_sparsity(st), "storage": st.storage()}
+    record[f"{cfg['task']}/{cfg['step']}"] = prov
+    path = save_shared(cfg["out"], shared.cpu(), names, provenance={"train_steps": record})
+    log.info("wrote %s (%s step %s; sub-task stores %d values)", path, cfg["task"], cfg["step"], st.storage()["values"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

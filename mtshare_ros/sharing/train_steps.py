@@ -1,0 +1,200 @@
+"""The three sub-task training steps of the method, run through the shared engine itself.
+
+* ``l1`` (step 1): the sub-task starts from the base weights (``dW = 0``) and trains its task loss plus
+  an L1 penalty on ``dW`` (``delta: sparse``; group L1 over output rows for ``delta: rows``). For
+  ``delta: lowrank`` the structure is the parameterisation itself (``dW = B A``, B = 0 at the start, as
+  in LoRA), so no penalty is needed.
+* ``pattern`` (step 2): ``dW`` is compressed to its fixed structure (largest entries / rows) and only
+  the kept values are fine-tuned.
+* ``activation`` (step 3): the sub-task trains *with token skipping on* (its threshold and token cap),
+  plus a penalty on the relative activation deltas ``|x_sub - x_base| / |x_base|`` of every layer, so
+  that fewer tokens exceed the threshold while the loss holds.
+
+The base model is frozen throughout. Every step reads and writes a shared checkpoint
+(``mtshare_ros/sharing/checkpoint.py``); step 1 reads the dense checkpoint holding the base task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT
+from mtshare_ros.sharing.deltas import DenseDelta, LowRankDelta, ZeroDelta, compress
+from mtshare_ros.sharing.engine import SharedMultiTaskModel
+from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view
+from mtshare_ros.training.losses import task_loss
+
+log = logging.getLogger(__name__)
+
+STEPS = ("l1", "pattern", "activation")
+
+
+def normalise(image: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+def subtask_from_base(base: DenseViT, task: str, delta: str, rank: int, seed: int) -> SubTaskDelta:
+    """A sub-task equal to the base (``dW = 0``) with trainable deltas of the step-1 structure, a fresh head."""
+    g = torch.Generator().manual_seed(seed)
+    deltas, vectors = {}, {}
+    for name, p in base.encoder.named_parameters():
+        if p.ndim < 2:
+            vectors[name] = p.detach().clone()
+            continue
+        out_f, in_f = matrix_view(name, p).shape
+        if delta == "lowrank":
+            d = LowRankDelta(out_f, in_f, tuple(p.shape), min(rank, out_f, in_f))
+            with torch.no_grad():
+                d.a.copy_(torch.randn(d.a.shape, generator=g) / math.sqrt(in_f))  # B = 0: starts at dW = 0
+        else:
+            d = DenseDelta(out_f, in_f, tuple(p.shape))
+        deltas[name] = d
+    torch.manual_seed(seed)
+    return SubTaskDelta(task, base.cfg, deltas, vectors).to(next(base.parameters()).device)
+
+
+def fix_pattern(st: SubTaskDelta, delta: str, density: float, row_fraction: float) -> SubTaskDelta:
+    """Step 2: every dense delta compressed to its fixed structure (lowrank and zero deltas are kept)."""
+    for key, d in list(st.deltas.items()):
+        if isinstance(d, DenseDelta):
+            st.deltas[key] = compress(
+                d.dense().detach(), delta, shape=d.shape, density=density, row_fraction=row_fraction
+            )
+    return st
+
+
+def delta_penalty(st: SubTaskDelta, delta: str) -> torch.Tensor:
+    """Step 1 penalty, averaged per stored weight: L1 on dW (``sparse``) or L2 norm per output row (``rows``)."""
+    terms, count = [], 0
+    for d in st.deltas.values():
+        if isinstance(d, DenseDelta):
+            terms.append(d.weight.norm(dim=1).sum() if delta == "rows" else d.weight.abs().sum())
+            count += d.weight.shape[0] if delta == "rows" else d.weight.numel()
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).sum() / count
+
+
+def _crop(batch: dict[str, Any], crop: tuple[int, int] | None, patch: int, g: torch.Generator):
+    """A random patch-aligned crop of the batch and its patch offset (None: full frames)."""
+    image = batch["image"]
+    if crop is None:
+        return batch, None
+    h, w = image.shape[-2:]
+    oy = int(torch.randint(0, (h - crop[0]) // patch + 1, (1,), generator=g))
+    ox = int(torch.randint(0, (w - crop[1]) // patch + 1, (1,), generator=g))
+    ys, xs = slice(oy * patch, oy * patch + crop[0]), slice(ox * patch, ox * patch + crop[1])
+    out = {k: (v[..., ys, xs] if torch.is_tensor(v) and v.dim() >= 3 else v) for k, v in batch.items()}
+    return out, (oy, ox)
+
+
+def train_subtask(
+    shared: SharedMultiTaskModel,
+    task: str,
+    step: str,
+    batches: Iterator[dict[str, Any]],
+    steps: int,
+    lr: float = 1e-3,
+    penalty_weight: float = 0.0,
+    delta: str = "sparse",
+    threshold: float = 0.0,
+    max_token_fraction: float = 1.0,
+    crop: tuple[int, int] | None = None,
+    seed: int = 0,
+    log_every: int = 10,
+) -> list[dict[str, float]]:
+    """Train ``shared.subtasks[task]`` for ``steps`` optimiser steps of the given method step.
+
+    ``penalty_weight`` weighs the step's penalty (step 1: on ``dW``; step 3: on activation deltas).
+    Returns the logged history (loss, penalty, recomputed fraction).
+    """
+    if step not in STEPS:
+        raise ValueError(f"unknown training step {step!r}; known: {STEPS}")
+    device = next(shared.parameters()).device
+    for p in shared.base.parameters():
+        p.requires_grad_(False)
+    st = shared.subtasks[task]
+    params = [p for p in st.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / max(1, steps // 20)) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
+    )
+    shared.base.eval()
+    st.train()
+    g = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    t0 = time.monotonic()
+    gate = step == "activation"
+    for i in range(steps):
+        batch, offset = _crop(next(batches), crop, shared.cfg.patch_size, g)
+        x = normalise(batch["image"].to(device))
+        target = {task: batch[task].to(device)}
+        raw = shared.run_raw(
+            x,
+            thresholds=threshold if gate else 0.0,
+            max_token_fraction=max_token_fraction if gate else 1.0,
+            tasks=[task],
+            offset=offset,
+            keep_scores=gate,
+        )
+        loss_sum, count = task_loss(task, raw["outputs"][task], target)
+        loss = loss_sum / count.clamp_min(1)
+        if step == "l1":
+            pen = delta_penalty(st, delta)
+        elif gate:
+            pen = torch.stack([s.mean() for s in raw["scores"][task]]).mean()
+        else:
+            pen = torch.zeros((), device=device)
+        total = loss + penalty_weight * pen
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if (i + 1) % log_every == 0 or i == steps - 1:
+            rec = float(raw["recomputed"].float().mean() / (x.shape[0] * raw["shape"][1])) if gate else 1.0
+            rec_entry = {
+                "step": i + 1,
+                "loss": float(loss.detach()),
+                "penalty": float(pen.detach()),
+                "recomputed_fraction": rec,
+                "elapsed_s": round(time.monotonic() - t0, 1),
+            }
+            history.append(rec_entry)
+            log.info(
+                "%s %s step %d/%d loss %.4f penalty %.4g recomputed %.3f",
+                task,
+                step,
+                i + 1,
+                steps,
+                float(loss.detach()),
+                float(pen.detach()),
+                rec,
+            )
+    st.eval()
+    return history
+
+
+def delta_sparsity(st: SubTaskDelta, eps: float = 1e-8) -> float:
+    """Fraction of dW entries (over all matrices) whose magnitude is below ``eps`` (diagnostic for step 1)."""
+    zero = total = 0
+    for d in st.deltas.values():
+        if isinstance(d, ZeroDelta):
+            zero += d.out_features * d.in_features
+        else:
+            dense = d.dense().detach()
+            zero += int((dense.abs() < eps).sum())
+        total += d.out_features * d.in_features
+    return zero / max(total, 1)
+
+
+__all__ = ["STEPS", "delta_penalty", "delta_sparsity", "fix_pattern", "subtask_from_base", "train_subtask"]

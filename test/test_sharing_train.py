@@ -1,0 +1,116 @@
+"""The three sharing training steps on a tiny model and the procedural toy scenes, through the CLI."""
+
+import itertools
+
+import torch
+from torch.utils.data import DataLoader
+
+from mtshare_ros.classes import SYNTHETIC_CLASSES
+from mtshare_ros.models.checkpoint import save_checkpoint
+from mtshare_ros.models.vit import ModelConfig, build_task_models
+from mtshare_ros.sharing import SharedMultiTaskModel
+from mtshare_ros.sharing.checkpoint import load_shared
+from mtshare_ros.sharing.deltas import SparseDelta
+from mtshare_ros.sharing.train_cli import main
+from mtshare_ros.sharing.train_steps import subtask_from_base, train_subtask
+from mtshare_ros.training.toy_data import ToyScenes
+
+CFG = ModelConfig(
+    img_size=(64, 96), embed_dim=32, depth=2, num_heads=2, feature_layers=(0, 1), head_channels=48, num_classes=15
+)
+COMMON = ["data.dataset=toy", "train.batch_size=4", "train.steps=3", "train.log_every=1", "train.threads=1"]
+
+
+def _base_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    models = build_task_models(CFG, ["segmentation"]).eval()
+    return save_checkpoint(tmp_path / "dense.pt", models, CFG, SYNTHETIC_CLASSES)
+
+
+def test_three_steps_through_the_cli_keep_a_fixed_pattern(tmp_path):
+    dense = _base_checkpoint(tmp_path)
+    out = tmp_path / "{task}_s{n}.pt"
+    assert (
+        main(
+            [
+                "task=depth",
+                "step=l1",
+                f"base_checkpoint={dense}",
+                f"out={str(out).replace('{n}', '1')}",
+                *COMMON,
+                "train.penalty_weight=0.01",
+            ]
+        )
+        == 0
+    )
+    s1 = str(out).format(task="depth", n=1)
+    assert (
+        main(
+            ["task=depth", "step=pattern", "density=0.1", f"init={s1}", f"out={str(out).replace('{n}', '2')}", *COMMON]
+        )
+        == 0
+    )
+    s2 = str(out).format(task="depth", n=2)
+    pattern, _ = load_shared(s2)
+    deltas = pattern.subtasks["depth"].deltas
+    assert all(isinstance(d, SparseDelta) for d in deltas.values())
+    key = "blocks__0__mlp__fc1__weight"
+    assert deltas[key].values.numel() == round(0.1 * deltas[key].out_features * deltas[key].in_features)
+    assert (
+        main(
+            [
+                "task=depth",
+                "step=activation",
+                f"init={s2}",
+                f"out={str(out).replace('{n}', '3')}",
+                *COMMON,
+                "train.threshold=0.05",
+                "train.penalty_weight=0.1",
+                "train.max_token_fraction=0.5",
+            ]
+        )
+        == 0
+    )
+    final, meta = load_shared(str(out).format(task="depth", n=3))
+    after = final.subtasks["depth"].deltas[key]
+    assert torch.equal(after.index, deltas[key].index)  # the pattern stayed fixed
+    assert not torch.equal(after.values, deltas[key].values)  # its values trained
+    assert set(meta["provenance"]["train_steps"]) == {"depth/l1", "depth/pattern", "depth/activation"}
+    # the base never moves
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(final.base.state_dict().values(), pattern.base.state_dict().values(), strict=True)
+    )
+
+
+def test_a_fresh_subtask_equals_the_base_and_skips_everything():
+    torch.manual_seed(0)
+    base = build_task_models(CFG, ["segmentation"])["segmentation"].eval()
+    shared = SharedMultiTaskModel(base, {"depth": subtask_from_base(base, "depth", "lowrank", 4, seed=0)}).eval()
+    x = torch.randn(1, 3, *CFG.img_size)
+    with torch.no_grad():
+        _, stats = shared(x, thresholds=1e-6)
+    assert stats["recomputed_fraction"]["depth"] == 0.0
+
+
+def test_activation_step_shrinks_activation_deltas():
+    torch.manual_seed(0)
+    base = build_task_models(CFG, ["segmentation"])["segmentation"].eval()
+    st = subtask_from_base(base, "depth", "lowrank", 4, seed=0)
+    with torch.no_grad():
+        for d in st.deltas.values():
+            d.b.normal_(0, 0.3)  # a sub-task far from the base
+    shared = SharedMultiTaskModel(base, {"depth": st})
+    data = DataLoader(ToyScenes(16, CFG.img_size, seed=0), batch_size=4)
+    hist = train_subtask(
+        shared,
+        "depth",
+        "activation",
+        itertools.cycle(data),
+        steps=12,
+        lr=3e-3,
+        penalty_weight=1.0,
+        threshold=0.05,
+        log_every=1,
+    )
+    assert hist[-1]["penalty"] < 0.7 * hist[0]["penalty"], hist
