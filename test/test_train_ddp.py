@@ -14,7 +14,7 @@ ARGS = [
     "model.img_size=[64,96]", "model.embed_dim=48", "model.depth=2", "model.num_heads=2", "model.feature_layers=[0,1]",
     "model.head_channels=48", "data.dataset=toy", "data.size=[64,96]", "data.num_workers=0", "train.batch_size=8",
     "train.steps=5", "train.warmup_steps=2", "train.threads=1", "train.crop=[32,48]", "train.full_res_steps=2",
-    "train.lr=2.0e-3",
+    "train.lr=2.0e-3", "train.batch_augment.hflip=true", "train.batch_augment.colour=0.2",
 ]
 
 

@@ -8,9 +8,10 @@ import torch
 from mtshare_ros.models import load_checkpoint
 from mtshare_ros.training import eval_cli, train_cli
 from mtshare_ros.training.config import ConfigError, load_config
+from mtshare_ros.training.distributed import DistInfo
 from mtshare_ros.training.losses import depth_loss, normals_loss, segmentation_loss
 from mtshare_ros.training.toy_data import ToyScenes
-from mtshare_ros.training.trainer import Trainer, train
+from mtshare_ros.training.trainer import Trainer, batch_augment, train
 
 TINY = [
     "model.img_size=[64,96]", "model.embed_dim=48", "model.depth=2", "model.num_heads=2",
@@ -37,6 +38,24 @@ def test_losses_ignore_invalid_pixels():
     pred = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]]])
     s, c = normals_loss(pred, torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 0.0]]]]))
     assert c == 1 and s == pytest.approx(1.0)  # 90 degrees off on the one valid pixel
+
+
+def test_batch_flip_mirrors_every_map_and_negates_normals_x():
+    batch = torch.utils.data.default_collate([ToyScenes(8)[i] for i in range(8)])
+    targets = {k: batch[k] for k in ("segmentation", "depth", "normals")}
+    image, out = batch_augment(batch["image"], targets, step=3, seed=0, info=DistInfo(), hflip=True, colour=0.0)
+    flipped = [not torch.equal(image[i], batch["image"][i]) for i in range(8)]
+    assert 0 < sum(flipped) < 8
+    for i, f in enumerate(flipped):
+        ref = batch["image"][i].flip(-1) if f else batch["image"][i]
+        assert torch.equal(image[i], ref)
+        assert torch.equal(out["segmentation"][i], batch["segmentation"][i].flip(-1) if f else batch["segmentation"][i])
+        sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1) if f else torch.ones(3, 1, 1)
+        assert torch.equal(out["normals"][i], (batch["normals"][i].flip(-1) if f else batch["normals"][i]) * sign)
+    # two processes, each with half of the global batch, draw the same per-sample decisions
+    halves = [batch_augment(batch["image"][r::2], {}, 3, 0, DistInfo(r, 2), True, 0.3)[0] for r in (0, 1)]
+    whole = batch_augment(batch["image"], {}, 3, 0, DistInfo(), True, 0.3)[0]
+    assert torch.allclose(halves[0], whole[0::2]) and torch.allclose(halves[1], whole[1::2])
 
 
 def test_a_few_steps_make_every_task_loss_fall(tmp_path):

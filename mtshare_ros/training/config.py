@@ -21,10 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "dataset": "synthetic",
         "root": "data/synthetic",
+        "val_root": None,  # None -> root; lets a separately rendered training set be validated on the standard split
         "train_split": "train",
         "val_split": "val",
         "size": None,  # [H, W] loader output size; None -> model.img_size
-        "augment": True,
+        "augment": True,  # the loader's augmentation (mtshare_ros.data: zoom-crop, flip, colour jitter)
         "num_workers": 1,
         "max_val_samples": None,
     },
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
         "min_lr_ratio": 0.01,
         "grad_clip": 1.0,
         "loss_weights": {},
+        "batch_augment": {"hflip": False, "colour": 0.0},  # in-loop flip / colour jitter (no zoom: keeps metric depth)
         "crop": None,  # [h, w] patch-aligned random crops (scale kept, positions exact) for the first steps
         "full_res_steps": 0,  # the last N steps train on full frames
         "amp": "auto",  # auto: bf16 autocast on CUDA, none on CPU
@@ -67,7 +69,7 @@ def _merge(base: dict, extra: dict, where: str) -> dict:
             if where != "model":
                 raise ConfigError(f"unknown config key {name!r}; known under {where or 'top level'}: {sorted(base)}")
             out[key] = value
-        elif isinstance(base[key], dict) and key != "loss_weights":
+        elif isinstance(base[key], dict) and key != "loss_weights" and base[key]:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {name!r} must be a mapping, got {value!r}")
             out[key] = _merge(base[key], value, name)
@@ -130,6 +132,8 @@ def model_config(cfg: dict[str, Any], num_classes: int) -> ModelConfig:
 
 def validate(cfg: dict[str, Any]) -> None:
     """Type and range checks that would otherwise fail late, deep inside the loop."""
+    if not isinstance(cfg["model"], dict):
+        raise ConfigError(f"config key 'model' must be a mapping of ModelConfig fields, got {cfg['model']!r}")
     t = cfg["train"]
     bad = [x for x in t["tasks"] if x not in TASK_CHANNELS]
     if bad or not t["tasks"]:

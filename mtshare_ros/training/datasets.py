@@ -4,15 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from mtshare_ros.classes import NYUD40_CLASSES, SYNTHETIC_CLASSES
 
 KNOWN_CLASSES = {"synthetic": SYNTHETIC_CLASSES, "nyud": NYUD40_CLASSES}
 
 
+class RootsDataset(ConcatDataset):
+    """Several dataset folders of one kind read as one (e.g. a separately rendered extra training set)."""
+
+    def __init__(self, parts: list[Dataset], roots: list[str]) -> None:
+        super().__init__(parts)
+        names = [tuple(getattr(p, "class_names", ())) for p in parts]
+        if any(n != names[0] for n in names):
+            raise ValueError(f"data.root folders {roots} have different class lists")
+        self.class_names = names[0]
+
+
 def make_dataset(data_cfg: dict[str, Any], split: str, size: tuple[int, int], augment: bool) -> Dataset:
-    """``build_dataset`` of the configured dataset (``toy``: the procedural smoke-test set)."""
+    """``build_dataset`` of the configured dataset (``toy``: the procedural smoke-test set).
+
+    ``data_cfg["root"]`` may be a list of folders of the same dataset kind; their ``split`` lists are joined.
+    """
+    if isinstance(data_cfg["root"], list):
+        roots = [str(r) for r in data_cfg["root"]]
+        parts = [make_dataset({**data_cfg, "root": r}, split, size, augment) for r in roots]
+        return RootsDataset(parts, roots)
     if data_cfg["dataset"] == "toy":
         from mtshare_ros.training.toy_data import ToyScenes
 

@@ -14,7 +14,7 @@ from mtshare_ros.inference import select_device
 from mtshare_ros.models.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import evaluate, write_reports
-from mtshare_ros.training.model_stats import count_gmacs, count_parameters
+from mtshare_ros.training.model_stats import count_gmacs, count_parameters, time_forward
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--latency-runs", type=int, default=0, help="also time N batch-1 forward passes per task")
     return p
 
 
@@ -56,6 +57,8 @@ def main(argv: list[str]) -> int:
     for task, m in models.items():
         metrics[task]["params_M"] = count_parameters(m) / 1e6
         metrics[task]["GMACs"] = count_gmacs(m, size)
+        if args.latency_runs:
+            metrics[task]["latency_ms"] = time_forward(m, size, args.latency_runs)
     results = {
         "checkpoint": str(resolve_checkpoint(args.checkpoint)),
         "dataset": args.dataset,
@@ -63,6 +66,8 @@ def main(argv: list[str]) -> int:
         "split": args.split,
         "samples": len(dataset),
         "size": list(size),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
         "class_names": meta["class_names"],
         "provenance": {k: v for k, v in meta.get("provenance", {}).items() if k != "config"},
         "metrics": metrics,

@@ -84,6 +84,42 @@ def crop_offset(step: int, seed: int, full: tuple[int, int], crop: tuple[int, in
     return oy, ox
 
 
+def batch_augment(
+    image: torch.Tensor, targets: dict[str, torch.Tensor], step: int, seed: int, info: DistInfo,
+    hflip: bool, colour: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Random horizontal flip (normals' x negated) and brightness/contrast/saturation jitter, per sample.
+
+    No zoom: a zoomed view looks closer while its metric depth is unchanged, which a monocular model
+    cannot tell apart. Random numbers are drawn for the whole global batch from (seed, step) and each
+    process takes the rows of its own samples (DistributedSampler interleaves ranks), so the result does
+    not depend on the number of processes.
+    """
+    b = image.shape[0]
+    g = torch.Generator().manual_seed(seed * 7_919 + 2 * step + 1)
+    draws = torch.rand(b * info.world_size, 4, generator=g)[info.rank :: info.world_size].to(image.device)
+    if hflip:
+        flip = draws[:, 0] < 0.5
+        fl = flip.view(b, 1, 1, 1)
+        image = torch.where(fl, image.flip(-1), image)
+        out = {}
+        for key, t in targets.items():
+            m = flip.view(b, *([1] * (t.dim() - 1)))
+            flipped = t.flip(-1)
+            if key == "normals":
+                flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], device=t.device).view(1, 3, 1, 1)
+            out[key] = torch.where(m, flipped, t)
+        targets = out
+    if colour:
+        f = 1.0 + colour * (2.0 * draws[:, 1:] - 1.0)  # brightness, contrast, saturation factors
+        image = image * f[:, 0].view(b, 1, 1, 1)
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        image = (image - mean) * f[:, 1].view(b, 1, 1, 1) + mean
+        grey = image.mean(dim=1, keepdim=True)
+        image = ((image - grey) * f[:, 2].view(b, 1, 1, 1) + grey).clamp(0.0, 1.0)
+    return image, targets
+
+
 def git_commit() -> str:
     """HEAD of the source checkout, with ``-dirty`` when tracked files differ (``unknown`` outside git)."""
     root = Path(__file__).resolve().parents[2]
@@ -125,11 +161,10 @@ class Trainer:
 
         data = cfg["data"]
         size = tuple(data["size"] or cfg["model"].get("img_size") or ModelConfig().img_size)
+        self.size = size
         if train_set is None:
             train_set = make_dataset(data, data["train_split"], size, data["augment"])
-        if val_set is None and data["val_split"]:
-            val_set = make_dataset(data, data["val_split"], size, False)
-        self.train_set, self.val_set = train_set, val_set
+        self.train_set, self.val_set = train_set, val_set  # the validation set is opened when first needed
         self.class_names = class_names(data["dataset"], train_set)
         self.mcfg: ModelConfig = model_config(cfg, len(self.class_names))
         if len(self.train_set) < t["batch_size"]:
@@ -216,6 +251,7 @@ class Trainer:
             "dataset": {
                 "name": data["dataset"],
                 "root": str(data["root"]),
+                "val_root": str(data["val_root"] or data["root"]),
                 "train_split": data["train_split"],
                 "train_samples": len(self.train_set),
                 "val_split": data["val_split"],
@@ -262,6 +298,10 @@ class Trainer:
             epoch, skip = epoch + 1, 0
 
     def _val_loader(self) -> DataLoader | None:
+        data = self.cfg["data"]
+        if self.val_set is None and data["val_split"]:
+            root = data["val_root"] or data["root"]
+            self.val_set = make_dataset({**data, "root": root}, data["val_split"], self.size, False)
         if self.val_set is None:
             return None
         n = len(self.val_set)
@@ -281,6 +321,11 @@ class Trainer:
         t = self.cfg["train"]
         image = batch["image"].to(self.device, non_blocking=True)
         targets = {task: batch[task].to(self.device, non_blocking=True) for task in self.tasks if task in batch}
+        aug = t["batch_augment"]
+        if aug.get("hflip") or aug.get("colour"):
+            image, targets = batch_augment(
+                image, targets, self.step, t["seed"], self.info, bool(aug.get("hflip")), float(aug.get("colour", 0.0))
+            )
         offset = None
         full_res = self.step >= t["steps"] - t["full_res_steps"]
         if self.crop is not None and not full_res:
@@ -359,7 +404,11 @@ class Trainer:
                 self._log({"step": self.step, "val": val})
         bar.close()
         self.save_state()
-        val = self.validate()
+        try:
+            val = self.validate()
+        except (FileNotFoundError, ValueError) as exc:  # keep the trained models even if validation data is absent
+            log.warning("final validation skipped: %s", exc)
+            val = None
         if val is not None:
             for task, m in self.models.items():
                 val[task]["params_M"] = count_parameters(m) / 1e6
