@@ -11,18 +11,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, resolve_checkpoint
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, TASK_CHANNELS, ModelConfig, build_task_models
+from mtshare_ros.sharing.checkpoint import is_shared_checkpoint, load_shared
+from mtshare_ros.sharing.engine import SharedMultiTaskModel
 
 log = logging.getLogger(__name__)
 
 ALL_TASKS = tuple(TASK_CHANNELS)
+BASE_TASK = "segmentation"
 
 
 def select_device(name: str) -> torch.device:
@@ -48,7 +52,7 @@ def inference_size(height: int, width: int, target_height: int, patch: int) -> t
     return target_height, w
 
 
-def _load_or_untrained(checkpoint: str) -> tuple[torch.nn.ModuleDict, dict]:
+def _load_dense(checkpoint: str) -> tuple[torch.nn.ModuleDict, dict]:
     """Load ``checkpoint``; while no trained default is shipped, ``default`` is a seeded untrained model."""
     if checkpoint == "default" and not DEFAULT_CHECKPOINT.is_file():
         log.warning("no trained default weights shipped yet (%s): running an UNTRAINED model", DEFAULT_CHECKPOINT)
@@ -57,6 +61,28 @@ def _load_or_untrained(checkpoint: str) -> tuple[torch.nn.ModuleDict, dict]:
         models = build_task_models(cfg, ALL_TASKS).eval()
         return models, {"model_config": cfg, "class_names": list(SYNTHETIC_CLASSES), "provenance": {"untrained": True}}
     return load_checkpoint(checkpoint)
+
+
+def load_task_models(checkpoint: str) -> tuple[torch.nn.ModuleDict, SharedMultiTaskModel | None, dict]:
+    """Both ways to run a checkpoint: independent dense models per task, and the shared engine.
+
+    A shared checkpoint (base + deltas) gives the engine directly; its dense sub-task models are
+    materialised as ``W_base + dW`` for ``sharing.enabled: false``. A checkpoint of independent models
+    gives the engine with exact (uncompressed) deltas, so token skipping works on any checkpoint; only
+    a shared checkpoint also saves storage.
+    """
+    path = DEFAULT_CHECKPOINT if checkpoint == "default" else checkpoint
+    if Path(path).is_file() and is_shared_checkpoint(path):
+        shared, meta = load_shared(path)
+        dense = torch.nn.ModuleDict({shared.base.task: shared.base})
+        for task, st in shared.subtasks.items():
+            dense[task] = st.to_dense_model(shared.base).eval()
+        return dense, shared, meta
+    dense, meta = _load_dense(checkpoint)
+    if BASE_TASK in dense and len(dense) > 1:
+        subs = {t: m for t, m in dense.items() if t != BASE_TASK}
+        return dense, SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval(), meta
+    return dense, None, meta
 
 
 @dataclass
@@ -76,11 +102,22 @@ class Prediction:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class SharingSettings:
+    """How sub-tasks reuse the base task: per-task token thresholds and a recompute cap per layer."""
+
+    enabled: bool = True
+    thresholds: dict[str, float] = field(default_factory=dict)
+    max_token_fraction: float = 1.0
+
+
 class Predictor:
     """Loads a checkpoint once and runs the enabled tasks on frames.
 
-    Tasks can be switched at run time with ``set_tasks``; only tasks present in the checkpoint are
-    accepted. ``min_depth``/``max_depth`` bound what is reported as valid depth (REP 118: NaN outside).
+    With sharing enabled (and a base task plus sub-tasks available) one call runs the shared engine:
+    segmentation in full, depth and normals recomputing only tokens that differ from it. Tasks and
+    sharing settings can change between frames. ``min_depth``/``max_depth`` bound what is reported as
+    valid depth (REP 118: NaN outside).
     """
 
     def __init__(
@@ -90,15 +127,17 @@ class Predictor:
         tasks: tuple[str, ...] | list[str] = ALL_TASKS,
         min_depth: float = 0.05,
         max_depth: float = 20.0,
+        sharing: SharingSettings | None = None,
     ) -> None:
         self.device = select_device(device)
-        self.models, self.meta = _load_or_untrained(checkpoint)
+        self.models, self.shared, self.meta = load_task_models(checkpoint)
         self.cfg = self.meta["model_config"]
         self.class_names: list[str] = list(self.meta["class_names"])
-        self.models.to(self.device)
+        self.sharing = sharing or SharingSettings()
         self.min_depth, self.max_depth = min_depth, max_depth
         self.tasks: tuple[str, ...] = ()
         self.set_tasks(tasks)
+        self.restore()
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
@@ -113,14 +152,19 @@ class Predictor:
             raise ValueError(f"tasks {list(tasks)} invalid: the checkpoint provides {list(self.available_tasks)}")
         self.tasks = tasks
 
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self.models] + ([self.shared] if self.shared is not None else [])
+
     def release(self) -> None:
         """Move weights off the GPU and free its cache (lifecycle deactivate)."""
-        self.models.to("cpu")
+        for m in self._modules():
+            m.to("cpu")
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def restore(self) -> None:
-        self.models.to(self.device)
+        for m in self._modules():
+            m.to(self.device)
 
     def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
         """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, and the scale."""
@@ -132,22 +176,38 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         return (x - self._mean) / self._std, (w / w0, h / h0)
 
+    def _run(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        subtasks = [t for t in self.tasks if t != BASE_TASK]
+        if self.sharing.enabled and self.shared is not None and subtasks:
+            s = self.sharing
+            thresholds = {t: s.thresholds.get(t, 0.0) for t in subtasks}
+            outputs, st = self.shared(x, thresholds, s.max_token_fraction, tasks=subtasks)
+            stats = {
+                "sharing": 1.0,
+                "gmacs_executed": st["macs_total"] / 1e9,
+                "gmacs_independent": st["macs_dense_total"] / 1e9,
+                "macs_saved_fraction": st["macs_saved_fraction"],
+            }
+            stats.update({f"recomputed_{t}": v for t, v in st["recomputed_fraction"].items() if t != BASE_TASK})
+            return outputs, stats
+        return {task: self.models[task](x) for task in self.tasks}, {"sharing": 0.0}
+
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
         x, scale = self.preprocess(rgb)
         t1 = time.perf_counter()
-        outputs = {task: self.models[task](x) for task in self.tasks}
+        outputs, stats = self._run(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale)
-        if "segmentation" in outputs:
+        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, stats=stats)
+        if "segmentation" in self.tasks:
             pred.segmentation = outputs["segmentation"][0].argmax(0).to(torch.uint8).cpu().numpy()
-        if "depth" in outputs:
+        if "depth" in self.tasks:
             d = outputs["depth"][0, 0].float().cpu().numpy()
             pred.depth = np.where((d >= self.min_depth) & (d <= self.max_depth), d, np.nan).astype(np.float32)
-        if "normals" in outputs:
+        if "normals" in self.tasks:
             pred.normals = np.ascontiguousarray(outputs["normals"][0].float().permute(1, 2, 0).cpu().numpy())
         t3 = time.perf_counter()
         pred.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
@@ -158,8 +218,9 @@ def describe_checkpoint(checkpoint: str) -> str:
     """One line for people: which weights a checkpoint name resolves to and how they were made."""
     if checkpoint == "default" and not DEFAULT_CHECKPOINT.is_file():
         return "UNTRAINED (no trained default weights shipped yet): outputs are meaningless"
-    from mtshare_ros.models.checkpoint import read_checkpoint, resolve_checkpoint
-
-    prov = read_checkpoint(checkpoint).get("provenance", {})
+    path = resolve_checkpoint(checkpoint)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    prov = ckpt.get("provenance", {}) if isinstance(ckpt, dict) else {}
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
-    return f"{resolve_checkpoint(checkpoint)} ({what or 'no provenance recorded'})"
+    kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
+    return f"{path} [{kind}] ({what or 'no provenance recorded'})"

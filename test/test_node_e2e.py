@@ -98,6 +98,8 @@ class Rig:
     def set_param(self, name: str, value) -> tuple[bool, str]:
         if isinstance(value, list):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=value)
+        elif isinstance(value, bool):
+            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
         elif isinstance(value, float):
             pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         else:
@@ -217,6 +219,20 @@ def test_parameters_change_at_run_time_and_invalid_values_are_rejected(rig):
     ok, reason = rig.set_param("tasks", ["segmentation", "depth", "normals"])
     assert ok, reason
     rig.send_until(lambda h: rig.cam.publish(scene(4), frame_id=h.frame_id), "all_again", outputs=("depth", "normals"))
+
+
+def test_sharing_settings_change_at_run_time(rig):
+    ok, reason = rig.set_param("sharing.threshold", 0.5)
+    assert ok, reason
+    ok, reason = rig.set_param("sharing.max_token_fraction", 0.0)
+    assert not ok, "out of the declared range"
+    rig.send_until(lambda h: rig.cam.publish(scene(8), frame_id=h.frame_id), "shared", outputs=("depth", "normals"))
+    assert spin_until(rig.ex, lambda: "recomputed_depth" in rig.rec.latest_diagnostics(), 10)
+    d = rig.rec.latest_diagnostics()
+    assert 0.0 <= float(d["recomputed_depth"]) <= 1.0 and float(d["sharing"]) == 1.0
+    assert float(d["gmacs_executed"]) <= float(d["gmacs_independent"])
+    ok, reason = rig.set_param("sharing.threshold", 0.0)
+    assert ok, reason
 
 
 def test_lifecycle_deactivate_stops_and_activate_resumes(rig):

@@ -32,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from mtshare_ros.colorize import colorize_depth, colorize_normals, colorize_segmentation
 from mtshare_ros.imaging import FrameError
-from mtshare_ros.inference import ALL_TASKS, Predictor
+from mtshare_ros.inference import ALL_TASKS, BASE_TASK, Predictor, SharingSettings
 from mtshare_ros.latest_frame import LatestFrameWorker
 from mtshare_ros.pointcloud import depth_to_points, scale_intrinsics
 from mtshare_ros.rates import RollingStats
@@ -46,6 +46,7 @@ from mtshare_ros.ros.conversions import (
 )
 
 NODE_NAME = "mtshare"
+SUB_TASKS = tuple(t for t in ALL_TASKS if t != BASE_TASK)
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
 
@@ -73,6 +74,7 @@ class MtshareNode(LifecycleNode):
         self.stats = RollingStats()
         self.bad_frames = 0
         self._last_error = ""
+        self._last_stats: dict[str, float] = {}
         self._camera_info: CameraInfo | None = None
         self._info_lock = threading.Lock()
         self._pubs: dict = {}
@@ -114,6 +116,37 @@ class MtshareNode(LifecycleNode):
             _descriptor(
                 "Depth above this (metres) is published as NaN.",
                 floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1000.0)],
+            ),
+        )
+        self.declare_parameter(
+            "sharing.enabled",
+            True,
+            _descriptor("Run sub-tasks (depth, normals) through the shared engine on the base task's activations."),
+        )
+        self.declare_parameter(
+            "sharing.threshold",
+            0.0,
+            _descriptor(
+                "Relative token-change threshold for every sub-task: tokens whose activation differs from the base "
+                "task's by less are not recomputed. 0 recomputes everything (exact).",
+                floating_point_range=[FloatingPointRange(from_value=0.0, to_value=10.0)],
+            ),
+        )
+        for task in SUB_TASKS:
+            self.declare_parameter(
+                f"sharing.{task}_threshold",
+                -1.0,
+                _descriptor(
+                    f"Threshold for {task} only; -1 uses sharing.threshold.",
+                    floating_point_range=[FloatingPointRange(from_value=-1.0, to_value=10.0)],
+                ),
+            )
+        self.declare_parameter(
+            "sharing.max_token_fraction",
+            1.0,
+            _descriptor(
+                "Upper bound on the fraction of tokens a sub-task recomputes per layer (caps worst-case cost).",
+                floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1.0)],
             ),
         )
         self.declare_parameter(
@@ -193,7 +226,22 @@ class MtshareNode(LifecycleNode):
                 if p.name == "tasks":
                     self.predictor.set_tasks(list(p.value))
             self.predictor.min_depth, self.predictor.max_depth = lo, hi
+            self.predictor.sharing = self._sharing_settings({p.name: p.value for p in params})
         return SetParametersResult(successful=True)
+
+    def _sharing_settings(self, pending: dict | None = None) -> SharingSettings:
+        """Sharing settings from the parameters, with ``pending`` (being set right now) taking precedence."""
+        pending = pending or {}
+
+        def value(name: str):
+            return pending[name] if name in pending else self.get_parameter(name).value
+
+        default = value("sharing.threshold")
+        thresholds = {}
+        for task in SUB_TASKS:
+            own = value(f"sharing.{task}_threshold")
+            thresholds[task] = default if own < 0 else own
+        return SharingSettings(value("sharing.enabled"), thresholds, value("sharing.max_token_fraction"))
 
     def _qos(self, kind: str) -> QoSProfile:
         return QoSProfile(
@@ -211,6 +259,7 @@ class MtshareNode(LifecycleNode):
                 tasks=list(self.get_parameter("tasks").value),
                 min_depth=self.get_parameter("depth.min").value,
                 max_depth=self.get_parameter("depth.max").value,
+                sharing=self._sharing_settings(),
             )
         except Exception as exc:  # bad checkpoint, device, tasks: stay unconfigured and say why
             self.get_logger().error(f"configure failed: {exc}")
@@ -303,6 +352,7 @@ class MtshareNode(LifecycleNode):
             return
         t1 = time.perf_counter()
         pred = self.predictor.predict(rgb)
+        self._last_stats = pred.stats
         t2 = time.perf_counter()
         out = self._build_outputs(msg.header, rgb, pred)
         t3 = time.perf_counter()
@@ -362,6 +412,7 @@ class MtshareNode(LifecycleNode):
             "tasks": ",".join(self.predictor.tasks) if self.predictor else "",
             "device": str(self.predictor.device) if self.predictor else "",
         }
+        values.update({k: f"{v:.3f}" for k, v in self._last_stats.items()})
         for name in s.names():
             values[f"{name}_ms_p50"] = f"{s.percentile(name, 50):.2f}"
             values[f"{name}_ms_p95"] = f"{s.percentile(name, 95):.2f}"
