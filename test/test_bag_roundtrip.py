@@ -110,3 +110,20 @@ def test_reader_groups_by_header_stamp_and_reuses_camera_info(tmp_path, frames):
     assert [b.stamp_ns for b in back] == [10**9 + k * 50_000_000 for k in range(3)]
     assert all(np.array_equal(b.K, frames[0].K) for b in back)
     assert all(np.array_equal(b.rgb, f.rgb) for b, f in zip(back, frames, strict=True))
+
+
+def test_make_bag_from_stored_sequence(tmp_path):
+    from mtshare_ros.data.synthetic import load_sequence, write_dataset
+
+    root = tmp_path / "ds"
+    write_dataset(root, num_rooms=2, frames_per_room=2, height=30, width=40, seed=2, val_fraction=0.5,
+                  progress=False)
+    out = tmp_path / "seq_bag"
+    assert make_bag_main(["--out", str(out), "--from-dataset", str(root), "--storage", "sqlite3", "--quiet"]) == 0
+    stored = list(load_sequence(root, "s02000007"))  # the val room
+    back = list(read_camera_bag(out))
+    assert len(back) == 2
+    for f, b in zip(stored, back, strict=True):
+        assert np.array_equal(b.rgb, f.rgb) and np.array_equal(b.segmentation, f.segmentation)
+        assert np.array_equal(b.depth, f.depth)
+    assert make_bag_main(["--out", str(tmp_path / "x"), "--from-dataset", str(root), "--sequence", "nope"]) == 2
