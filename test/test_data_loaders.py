@@ -194,3 +194,19 @@ def test_synthetic_dataset_round_trip(tmp_path):
     for key in ("segmentation", "depth", "image"):
         assert torch.equal(direct[key], stored_sample[key])
     assert torch.allclose(direct["normals"], stored_sample["normals"], atol=2e-3)
+
+
+def test_write_dataset_replaces_an_old_one_and_protects_other_folders(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, num_rooms=2, frames_per_room=1, height=30, width=40, seed=0, val_fraction=0.5,
+                  progress=False)
+    write_dataset(root, num_rooms=1, frames_per_room=1, height=30, width=40, seed=0, val_fraction=0.0,
+                  progress=False)
+    assert sorted(p.name for p in (root / "sequences").iterdir()) == ["s00000000"]
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["s00000000_00000.png"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="mine: folder is not empty and holds no synthetic dataset"):
+        write_dataset(other, num_rooms=1, frames_per_room=1, height=30, width=40, progress=False)
+    assert (other / "notes.txt").read_text() == "keep me"

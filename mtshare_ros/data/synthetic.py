@@ -60,6 +60,25 @@ def _save_frame(root: Path, frame: Frame) -> None:
     np.save(root / "normals" / f"{name}.npy", frame.normals.astype(np.float16))
 
 
+_SUBDIRS = ("images", "segmentation", "depth", "normals", "instance", "gt_sets", "sequences")
+_FILES = ("READY", "meta.json", "classes.txt")
+
+
+def _clear_previous(root: Path) -> None:
+    """Remove an earlier synthetic dataset in ``root`` (stale frames or sequences would otherwise linger);
+    refuse to write into a non-empty folder that is not one."""
+    if not root.exists() or not any(root.iterdir()):
+        return
+    if not (root / "meta.json").is_file() and not (root / "sequences").is_dir():
+        raise FileExistsError(f"{root}: folder is not empty and holds no synthetic dataset (no meta.json); "
+                              "choose an empty or new folder")
+    (root / "READY").unlink(missing_ok=True)
+    for sub in _SUBDIRS:
+        shutil.rmtree(root / sub, ignore_errors=True)
+    for name in _FILES:
+        (root / name).unlink(missing_ok=True)
+
+
 def _dataset_params(num_rooms, frames_per_room, height, width, seed, val_fraction, fps) -> dict:
     return {"generator_version": GENERATOR_VERSION, "num_rooms": int(num_rooms),
             "frames_per_room": int(frames_per_room), "height": int(height), "width": int(width), "seed": int(seed),
@@ -76,8 +95,8 @@ def write_dataset(root: str | Path, num_rooms: int = 40, frames_per_room: int = 
     from tqdm import tqdm
 
     root = Path(root)
-    (root / "READY").unlink(missing_ok=True)
-    for sub in ("images", "segmentation", "depth", "normals", "instance", "gt_sets", "sequences"):
+    _clear_previous(root)
+    for sub in _SUBDIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     num_val = 0 if num_rooms < 2 or val_fraction <= 0 else max(1, int(round(num_rooms * val_fraction)))
     splits: dict[str, list[str]] = {"train": [], "val": []}
@@ -86,8 +105,6 @@ def write_dataset(root: str | Path, num_rooms: int = 40, frames_per_room: int = 
         room_seed = seed * ROOM_SEED_STRIDE + i
         split = "val" if i >= num_rooms - num_val else "train"
         seq_dir = root / "sequences" / f"s{room_seed:08d}"
-        if seq_dir.exists():
-            shutil.rmtree(seq_dir)
         seq_dir.mkdir(parents=True)
         names, cams, K = [], [], None
         for frame in render_sequence(room_seed, frames_per_room, height, width, fps):
