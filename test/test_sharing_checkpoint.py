@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from mtshare_ros.models.checkpoint import save_checkpoint
+from mtshare_ros.models.checkpoint import CheckpointError, save_checkpoint
 from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import (
@@ -13,6 +13,7 @@ from mtshare_ros.sharing.checkpoint import (
     attach_subtask,
     is_shared_checkpoint,
     load_shared,
+    load_shared_model,
     save_shared,
     save_subtask,
     shared_from_dense_checkpoint,
@@ -121,3 +122,17 @@ def test_storage_of_a_lowrank_subtask_is_small():
     st = model.subtasks["depth"].storage()
     assert st["values"] < full
     assert st["delta_values"] == sum(d.stored_values() for d in model.subtasks["depth"].deltas.values())
+
+
+def test_load_shared_model_takes_both_kinds(tmp_path):
+    model = _shared()
+    shared_path = save_shared(tmp_path / "s.pt", model, ["a", "b", "c", "d"])
+    loaded, meta = load_shared_model(shared_path)
+    assert meta["shared_source"] == "shared" and loaded.tasks == model.tasks
+    torch.manual_seed(0)
+    models = build_task_models(CFG, ["segmentation", "normals"]).eval()
+    dense_path = save_checkpoint(tmp_path / "d.pt", models, CFG, ["a", "b", "c", "d"])
+    converted, meta = load_shared_model(dense_path, delta="lowrank", rank=2)
+    assert meta["shared_source"].startswith("converted") and converted.tasks == ["segmentation", "normals"]
+    with pytest.raises(CheckpointError, match="not found"):
+        load_shared_model(tmp_path / "missing.pt")

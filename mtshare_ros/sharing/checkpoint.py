@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-from mtshare_ros.models.checkpoint import CHECKPOINT_FORMAT, CheckpointError, check_state_dict, load_checkpoint
+from mtshare_ros.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    check_state_dict,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from mtshare_ros.models.vit import DenseViT, ModelConfig
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta
@@ -52,7 +58,7 @@ def _float(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _read(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    p = Path(path).expanduser()
+    p = Path(path).expanduser() if str(path) != "default" else resolve_checkpoint("default")
     if not p.is_file():
         raise SharedCheckpointError(f"checkpoint not found: {p}")
     try:
@@ -209,3 +215,19 @@ def is_shared_checkpoint(path: str | Path) -> bool:
     except SharedCheckpointError:
         return False
     return ckpt.get("kind") == "shared"
+
+
+def load_shared_model(
+    path: str | Path, base_task: str = "segmentation", delta: str = "lowrank", **compress_args: Any
+) -> tuple[SharedMultiTaskModel, dict[str, Any]]:
+    """What a node or CLI should call: a shared checkpoint loads as is; a dense checkpoint of independent
+    models (``default`` included) is converted with ``shared_from_dense_checkpoint`` (``delta``, ``rank``...).
+    Metadata gets ``shared_source``: ``"shared"`` or ``"converted from dense"``."""
+    p = resolve_checkpoint(path)
+    if is_shared_checkpoint(p):
+        model, meta = load_shared(p)
+        meta["shared_source"] = "shared"
+    else:
+        model, meta = shared_from_dense_checkpoint(p, base_task, delta, **compress_args)
+        meta["shared_source"] = f"converted from dense ({delta} {compress_args})"
+    return model, meta
