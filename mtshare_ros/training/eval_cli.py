@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
         metrics[task]["params_M"] = count_parameters(m) / 1e6
         metrics[task]["GMACs"] = count_gmacs(m, size)
         if args.latency_runs:
-            metrics[task]["latency_ms"] = time_forward(m, size, args.latency_runs)
+            lat = time_forward(m, size, args.latency_runs)
+            metrics[task]["latency_median_ms"], metrics[task]["latency_p90_ms"] = lat["median_ms"], lat["p90_ms"]
     results = {
         "checkpoint": str(resolve_checkpoint(args.checkpoint)),
         "dataset": args.dataset,

@@ -69,7 +69,8 @@ def markdown_report(results: dict[str, Any], title: str = "Evaluation") -> str:
             lines.append(f"- {key}: `{results[key]}`")
     lines.append("")
     for task, res in results["metrics"].items():
-        cols = [c for c in HEADLINE[task] if c in res] + [c for c in ("params_M", "GMACs") if c in res]
+        extra = ("params_M", "GMACs", "latency_median_ms")
+        cols = [c for c in HEADLINE[task] if c in res] + [c for c in extra if c in res]
         lines += [f"## {task}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(_fmt(res[c]) for c in cols) + " |", ""]
         if "per_class_IoU" in res and results.get("class_names"):
