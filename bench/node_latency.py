@@ -33,6 +33,7 @@ from mtshare_ros.ros.harness import (
     ALL_OUTPUTS,
     CameraPublisher,
     Recorder,
+    pattern_frame,
     spin_until,
     start_node_process,
     stop_process,
@@ -45,19 +46,6 @@ VARIANTS = [
     ("all outputs @ 5 Hz", ALL_OUTPUTS, 5.0),
 ]
 SPLIT = ("decode", "inference", "convert", "publish", "ros_overhead")
-
-
-def camera_frames(n: int = 8, h: int = 480, w: int = 640) -> list[np.ndarray]:
-    """A few distinct 640x480 frames (content does not change the cost of a dense model)."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(n):
-        img = np.dstack([np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))] * 3)
-        for _ in range(12):
-            x, y = rng.integers(0, w - 120), rng.integers(0, h - 120)
-            img[y : y + 120, x : x + 120] = rng.integers(0, 256, 3)
-        frames.append(img)
-    return frames
 
 
 def run_variant(name: str, outputs: tuple[str, ...], hz: float, seconds: float, idx: int) -> dict:
@@ -73,7 +61,7 @@ def run_variant(name: str, outputs: tuple[str, ...], hz: float, seconds: float, 
         if not spin_until(ex, lambda: rec.connected() and cam.subscribed(), 120):
             raise RuntimeError(f"node did not come up: {log_path.read_text()[-2000:]}")
         spin_until(ex, lambda: False, 1.0)
-        frames = camera_frames()
+        frames = [pattern_frame(seed) for seed in range(8)]
         period, start, sent = 1.0 / hz, time.monotonic(), 0
         with tqdm(total=int(seconds * hz), desc=name, unit="frame") as bar:
             while time.monotonic() - start < seconds:

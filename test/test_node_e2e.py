@@ -25,6 +25,7 @@ from mtshare_ros.ros.harness import (
     ALL_OUTPUTS,
     CameraPublisher,
     Recorder,
+    pattern_frame,
     spin_until,
     start_node_process,
     stop_process,
@@ -43,13 +44,7 @@ EXPECTED_ENCODING = {
 
 
 def scene(seed: int) -> np.ndarray:
-    """A simple textured frame: random rectangles over a gradient (content is irrelevant here)."""
-    rng = np.random.default_rng(seed)
-    img = np.dstack([np.tile(np.linspace(0, 255, W, dtype=np.uint8), (H, 1))] * 3)
-    for _ in range(6):
-        x, y = rng.integers(0, W - 100), rng.integers(0, H - 100)
-        img[y : y + 100, x : x + 100] = rng.integers(0, 256, 3)
-    return img
+    return pattern_frame(seed, H, W)
 
 
 class Rig:

@@ -160,6 +160,17 @@ class CameraPublisher:
         return header
 
 
+def pattern_frame(seed: int, height: int = 480, width: int = 640, squares: int = 8) -> np.ndarray:
+    """A cheap camera frame (gradient with coloured squares) for tests and timing, where content is irrelevant."""
+    rng = np.random.default_rng(seed)
+    img = np.dstack([np.tile(np.linspace(0, 255, width, dtype=np.uint8), (height, 1))] * 3)
+    side = min(height, width) // 4
+    for _ in range(squares):
+        x, y = rng.integers(0, width - side), rng.integers(0, height - side)
+        img[y : y + side, x : x + side] = rng.integers(0, 256, 3)
+    return img
+
+
 def spin_until(executor, predicate, timeout: float) -> bool:
     """Spin ``executor`` until ``predicate()`` holds or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
