@@ -227,6 +227,7 @@ class SharedMultiTaskModel(nn.Module):
     def _sub_block(
         self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
     ) -> dict[str, torch.Tensor]:
+        """Block ``li`` for every sub-task: selected rows recomputed together, the rest take the base's update."""
         pre = f"blocks.{li}."
         layer = li + 1
         out = {t: xs[t] + upd_b for t in xs if not sels[t].full}  # reused tokens: the base's update
