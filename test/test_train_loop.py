@@ -1,6 +1,7 @@
 """The training loop on tiny procedural data: the loss falls, resume is exact, the CLIs write their files."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from mtshare_ros.models import load_checkpoint
 from mtshare_ros.training import eval_cli, train_cli
 from mtshare_ros.training.config import ConfigError, load_config
 from mtshare_ros.training.distributed import DistInfo
-from mtshare_ros.training.losses import depth_loss, normals_loss, segmentation_loss
+from mtshare_ros.training.losses import SI_LAMBDA, depth_loss, normals_loss, segmentation_loss
 from mtshare_ros.training.toy_data import ToyScenes
 from mtshare_ros.training.trainer import Trainer, batch_augment, train
 
@@ -34,7 +35,14 @@ def test_losses_ignore_invalid_pixels():
     s, c = segmentation_loss(logits, torch.tensor([[[0, 255]]]))
     assert c == 1 and s == pytest.approx(float(-torch.log_softmax(logits[0, :, 0, 0], 0)[0]))
     s, c = depth_loss(torch.tensor([[[[2.0, 99.0]]]]), torch.tensor([[[1.0, 0.0]]]))
-    assert c == 1 and s == pytest.approx(float(torch.log(torch.tensor(2.0))))
+    d = math.log(2.0)  # L1 + scale-invariant term sum(d^2) - 0.85 sum(d)^2 / n, on the one valid pixel
+    assert c == 1 and s == pytest.approx(d + d * d - SI_LAMBDA * d * d)
+    # an error of structure (zero mean in log) counts fully in the scale-invariant term ...
+    s, c = depth_loss(torch.full((1, 1, 2, 2), 2.0), torch.tensor([[[1.0, 4.0], [1.0, 4.0]]]))
+    assert c == 4 and s == pytest.approx(4 * d + 4 * d * d)
+    # ... a pure scale error only with weight (1 - lambda)
+    s, c = depth_loss(torch.full((1, 1, 2, 2), 2.0), torch.ones(1, 2, 2))
+    assert c == 4 and s == pytest.approx(4 * d + 4 * d * d * (1 - SI_LAMBDA))
     pred = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]]])
     s, c = normals_loss(pred, torch.tensor([[[[0.0, 0.0]], [[0.0, 0.0]], [[1.0, 0.0]]]]))
     assert c == 1 and s == pytest.approx(1.0)  # 90 degrees off on the one valid pixel
