@@ -174,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _sharing_line(d: dict) -> str:
+    if d.get("sharing") != "1.000":
+        return "- task sharing: off (independent models)"
+    return (
+        f"- task sharing: on; tokens recomputed: depth {float(d['recomputed_depth']):.0%}, "
+        f"normals {float(d['recomputed_normals']):.0%}; executed {float(d['gmacs_executed']):.2f} GMACs vs "
+        f"{float(d['gmacs_independent']):.2f} for independent models ({float(d['macs_saved_fraction']):.0%} saved)"
+    )
+
+
 def summary_markdown(s: dict) -> str:
     d = s["node_diagnostics"]
     acc = s["accuracy_vs_ground_truth"]
@@ -187,6 +197,7 @@ def summary_markdown(s: dict) -> str:
         f"{d.get('frames_dropped', '?')}",
         f"- node rate {d.get('fps', '?')} fps; inference p50 {d.get('inference_ms_p50', '?')} ms",
         f"- latency stamp -> receipt: p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms",
+        _sharing_line(d),
         "",
         "| task | metric | value |",
         "|---|---|---|",
