@@ -630,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toy-threshold", type=float, default=0.1)
     ap.add_argument("--toy-penalty", type=float, default=0.3)
     ap.add_argument("--toy-samples", type=int, default=48)
+    ap.add_argument("--toy-only", action="store_true", help="only the toy setting (for tuning; prints its tables)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "task_sharing"))
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 timed frames, 3 samples, 20 toy steps")
     args = ap.parse_args(argv)
@@ -639,6 +640,11 @@ def main(argv: list[str] | None = None) -> int:
         args.toy_steps, args.toy_samples = min(args.toy_steps, 20), 4
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.toy_only:
+        toy = toy_setting(args)
+        print("\n".join(_variants_md(toy["variants"], False) + [""] + _goals_md(toy["goals"])))
+        print(json.dumps(toy["train"]["history"], indent=1))
+        return 0
 
     models, ckpt_name, trained = load_models(args.checkpoint)
     cfg = models["segmentation"].cfg
