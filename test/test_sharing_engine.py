@@ -211,3 +211,20 @@ def test_bad_arguments_are_named():
         shared(_images(1), tasks=["boundaries"])
     with pytest.raises(ValueError, match="max_token_fraction"):
         shared(_images(1), max_token_fraction=1.5)
+
+
+def test_other_input_sizes_and_training_crops_match_the_dense_models():
+    """Frames of another aspect ratio (resampled positions) and patch-aligned crops (sliced positions)."""
+    base, subs = _models(noise=0.1)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    wide = torch.randn(1, 3, 48, 112, generator=torch.Generator().manual_seed(3))
+    crop = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out, stats = shared(wide)
+        assert stats["tokens"] == 3 * 7
+        for task in subs:
+            assert torch.allclose(out[task], shared.subtasks[task].to_dense_model(base)(wide), atol=1e-4), task
+        out, _ = shared(crop, offset=(1, 2))
+        for task in subs:
+            dense = shared.subtasks[task].to_dense_model(base)
+            assert torch.allclose(out[task], dense(crop, offset=(1, 2)), atol=1e-4), task
