@@ -42,7 +42,7 @@ from tqdm import tqdm
 from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT, ModelConfig, build_task_models
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
-from mtshare_ros.sharing.checkpoint import load_shared
+from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
 from mtshare_ros.sharing.train_steps import subtask_from_base, train_subtask
 from mtshare_ros.training.losses import task_loss
 from mtshare_ros.training.metrics import build_metrics
@@ -607,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         help="dense checkpoint of the independent models (auto: shipped default, else untrained)",
     )
     ap.add_argument("--shared", default=None, help="a trained shared checkpoint to benchmark as well")
+    ap.add_argument("--shared-thresholds", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
     ap.add_argument("--data-root", default=str(ROOT / "data" / "synthetic"))
     ap.add_argument("--split", default="val")
     ap.add_argument("--samples", type=int, default=24, help="frames of the split used for accuracy")
@@ -664,12 +665,25 @@ def main(argv: list[str] | None = None) -> int:
         shared_variant(f"shared {args.delta} thr=0 top {f:g}", shared, 0.0, f, args.delta) for f in args.token_fractions
     ]
     modules = [*models.values(), shared, exact]
+    trained_shared = None
     if args.shared:
-        ckpt, _ = load_shared(args.shared)
-        modules.append(ckpt)
+        trained_shared, _ = load_shared(args.shared)
+        if base_fingerprint(trained_shared.base) != base_fingerprint(models["segmentation"]):
+            raise SystemExit(f"{args.shared}: its base is not the segmentation model of {ckpt_name}")
+        modules.append(trained_shared)
         variants += [
-            shared_variant(f"trained shared thr={thr:g}", ckpt, thr, 1.0, "checkpoint") for thr in args.thresholds
+            shared_variant(f"trained shared thr={thr:g}", trained_shared, thr, 1.0, "checkpoint")
+            for thr in args.shared_thresholds
         ]
+        variants.append(
+            shared_variant(
+                f"trained shared thr={args.shared_thresholds[-1]:g} top 0.25",
+                trained_shared,
+                args.shared_thresholds[-1],
+                0.25,
+                "checkpoint",
+            )
+        )
     samples, data_desc, gt = load_eval_samples(Path(args.data_root), args.split, cfg.img_size, args.samples)
     log.info("main setting: %d variants", len(variants))
     rows = measure(variants, models, samples, cfg.num_classes, gt, args.frames, args.warmup)
@@ -683,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     fractions = {}
     for s in storage:
         fractions[s["delta"]] = max(fractions.get(s["delta"], 0.0), s["fraction_of_full"])
+    if trained_shared is not None:
+        full = sum(p.numel() for p in models["depth"].parameters())
+        fractions["checkpoint"] = max(st.storage()["values"] for st in trained_shared.subtasks.values()) / full
     structures = delta_structures(models, compress_args, reps=5 if args.quick else 30)
 
     notes = [
