@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, resolve_checkpoint
-from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, TASK_CHANNELS, ModelConfig, build_task_models
+from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, TASK_CHANNELS
 from mtshare_ros.sharing.checkpoint import is_shared_checkpoint, load_shared
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 
@@ -52,17 +51,6 @@ def inference_size(height: int, width: int, target_height: int, patch: int) -> t
     return target_height, w
 
 
-def _load_dense(checkpoint: str) -> tuple[torch.nn.ModuleDict, dict]:
-    """Load ``checkpoint``; while no trained default is shipped, ``default`` is a seeded untrained model."""
-    if checkpoint == "default" and not DEFAULT_CHECKPOINT.is_file():
-        log.warning("no trained default weights shipped yet (%s): running an UNTRAINED model", DEFAULT_CHECKPOINT)
-        torch.manual_seed(0)
-        cfg = ModelConfig()
-        models = build_task_models(cfg, ALL_TASKS).eval()
-        return models, {"model_config": cfg, "class_names": list(SYNTHETIC_CLASSES), "provenance": {"untrained": True}}
-    return load_checkpoint(checkpoint)
-
-
 def load_task_models(checkpoint: str) -> tuple[torch.nn.ModuleDict, SharedMultiTaskModel | None, dict]:
     """Both ways to run a checkpoint: independent dense models per task, and the shared engine.
 
@@ -78,7 +66,7 @@ def load_task_models(checkpoint: str) -> tuple[torch.nn.ModuleDict, SharedMultiT
         for task, st in shared.subtasks.items():
             dense[task] = st.to_dense_model(shared.base).eval()
         return dense, shared, meta
-    dense, meta = _load_dense(checkpoint)
+    dense, meta = load_checkpoint(checkpoint)
     if BASE_TASK in dense and len(dense) > 1:
         subs = {t: m for t, m in dense.items() if t != BASE_TASK}
         return dense, SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval(), meta
@@ -216,8 +204,6 @@ class Predictor:
 
 def describe_checkpoint(checkpoint: str) -> str:
     """One line for people: which weights a checkpoint name resolves to and how they were made."""
-    if checkpoint == "default" and not DEFAULT_CHECKPOINT.is_file():
-        return "UNTRAINED (no trained default weights shipped yet): outputs are meaningless"
     path = resolve_checkpoint(checkpoint)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     prov = ckpt.get("provenance", {}) if isinstance(ckpt, dict) else {}
