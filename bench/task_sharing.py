@@ -258,7 +258,7 @@ def check_goals(v: dict[str, Any], ind: dict[str, Any], storage_fraction: float 
     if "headline" in v and "headline" in ind:
         rel = {t: (v["headline"][t] - ind["headline"][t]) / abs(ind["headline"][t]) for t in ("depth", "normals")}
         g["metric_rel_change"] = rel  # rmse and mean angle: positive = worse
-        g["accuracy_ok"] = all(abs(r) <= GOALS["metric_rel"] for r in rel.values())
+        g["accuracy_ok"] = all(r <= GOALS["metric_rel"] for r in rel.values())  # better is fine
     else:
         g["accuracy_ok"] = None  # no ground truth: unknown, never counted as met
     g["all_met"] = bool(g["macs_ok"] and g["time_ok"] and g["storage_ok"] and g["accuracy_ok"])
@@ -515,7 +515,7 @@ def _goals_md(goals: dict[str, Any]) -> list[str]:
     L = [
         f"Goals: executed MACs <= {GOALS['macs_vs_base']}x base, wall time <= {GOALS['time_vs_base']}x base, "
         f"sub-task storage <= {GOALS['storage_fraction']:.0%} of a full model, depth RMSE and normals mean angle "
-        f"within {GOALS['metric_rel']:.0%} (relative) of the independent models; all at once.",
+        f"no more than {GOALS['metric_rel']:.0%} (relative) worse than the independent models; all at once.",
         "",
         "| variant | MACs vs base | time vs base | storage / full | depth, normals metric change | all met |",
         "|---|---|---|---|---|---|",
@@ -550,7 +550,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"- image {r['image_size'][0]}x{r['image_size'][1]}, {r['tokens']} tokens, batch 1",
         "",
     ]
-    L += _variants_md(r["variants"], "cuda" in m)
+    L += _variants_md(r["variants"], bool(m.get("cuda")))
     L += [
         "",
         "### Sub-task storage per delta structure",
@@ -665,9 +665,14 @@ def main(argv: list[str] | None = None) -> int:
         shared_variant(f"shared {args.delta} thr=0 top {f:g}", shared, 0.0, f, args.delta) for f in args.token_fractions
     ]
     modules = [*models.values(), shared, exact]
-    trained_shared = None
+    trained_shared, shared_note = None, None
     if args.shared:
-        trained_shared, _ = load_shared(args.shared)
+        trained_shared, shared_meta = load_shared(args.shared)
+        steps = shared_meta.get("provenance", {}).get("train_steps", {})
+        shared_note = f"'trained shared': {args.shared}, sub-tasks trained from the base with the sharing steps " + (
+            ", ".join(f"{k} {v['history'][-1]['step']} steps" for k, v in steps.items() if v.get("history"))
+            or "(no training record)"
+        )
         if base_fingerprint(trained_shared.base) != base_fingerprint(models["segmentation"]):
             raise SystemExit(f"{args.shared}: its base is not the segmentation model of {ckpt_name}")
         modules.append(trained_shared)
@@ -720,9 +725,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         notes.append(
-            "Main setting: the sub-tasks are the independently trained models compressed after the fact "
-            "(no sharing training steps yet): their dW is not low-rank/sparse by construction."
+            "Main setting, 'shared lowrank' rows: the independently trained sub-task models compressed after the "
+            "fact; their dW is not low-rank by construction, hence the accuracy loss."
         )
+    if shared_note:
+        notes.append(shared_note)
+    notes.append(
+        "Wall time: at zero recomputed tokens the sub-tasks still run their heads in full; at 2 threads the heads "
+        "(3x3 convolutions at 1/8 and 1/4 resolution, bilinear upsampling, and F.normalize in the normals head, "
+        "~7 ms on one thread for 240x320) take a larger share of time than of MACs."
+    )
     result = {
         "machine": {
             "threads": torch.get_num_threads(),
