@@ -9,7 +9,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from mtshare_ros.imaging import compressed_to_rgb, raw_to_rgb
-from mtshare_ros.pointcloud import POINT_DTYPE
+from mtshare_ros.pointcloud import POINT_DTYPE, scale_intrinsics
 
 _ENCODINGS = {
     (np.dtype(np.uint8), 1): "mono8",
@@ -95,15 +95,16 @@ def image_to_array(msg: Image) -> np.ndarray:
     raise ValueError(f"unsupported encoding {msg.encoding!r}")
 
 
-def scaled_camera_info(info: CameraInfo, k: np.ndarray, size: tuple[int, int], header: Header) -> CameraInfo:
-    """CameraInfo for the output resolution: K and P rescaled, distortion kept (outputs are not rectified)."""
-    sx, sy = k[0, 0] / info.k[0] if info.k[0] else 1.0, k[1, 1] / info.k[4] if info.k[4] else 1.0
+def scaled_camera_info(
+    info: CameraInfo, scale: tuple[float, float], size: tuple[int, int], header: Header
+) -> CameraInfo:
+    """CameraInfo for the output resolution: K and P rescaled by (sx, sy), distortion kept (not rectified)."""
+    sx, sy = scale
+    k = scale_intrinsics(np.asarray(info.k).reshape(3, 3), sx, sy)
     p = np.asarray(info.p, dtype=np.float64).reshape(3, 4).copy()
-    p[0, 0] *= sx
-    p[0, 2] = (p[0, 2] + 0.5) * sx - 0.5
+    p[:, :3] = scale_intrinsics(p[:, :3], sx, sy)
     p[0, 3] *= sx
-    p[1, 1] *= sy
-    p[1, 2] = (p[1, 2] + 0.5) * sy - 0.5
+    p[1, 3] *= sy
     return CameraInfo(
         header=header,
         height=size[0],

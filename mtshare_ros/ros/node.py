@@ -22,7 +22,6 @@ from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
     ParameterDescriptor,
-    ParameterType,
     SetParametersResult,
 )
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -34,7 +33,7 @@ from mtshare_ros.colorize import colorize_depth, colorize_normals, colorize_segm
 from mtshare_ros.imaging import FrameError
 from mtshare_ros.inference import ALL_TASKS, BASE_TASK, Predictor, SharingSettings
 from mtshare_ros.latest_frame import LatestFrameWorker
-from mtshare_ros.pointcloud import depth_to_points, scale_intrinsics
+from mtshare_ros.pointcloud import depth_to_points
 from mtshare_ros.rates import RollingStats
 from mtshare_ros.resources import use_fastdds_profile
 from mtshare_ros.ros.conversions import (
@@ -84,7 +83,6 @@ class MtshareNode(LifecycleNode):
 
     # ----------------------------------------------------------------- parameters
     def _declare_parameters(self) -> None:
-        str_t = ParameterType.PARAMETER_STRING
         self.declare_parameter(
             "checkpoint", "default", _descriptor("Checkpoint path, or 'default' for the shipped weights.", True)
         )
@@ -186,11 +184,14 @@ class MtshareNode(LifecycleNode):
                 floating_point_range=[FloatingPointRange(from_value=0.1, to_value=60.0)],
             ),
         )
+        # read-only parameters are only ever set at start-up: a bad value there is fatal
         for name in ("input_transport", "qos.input_reliability", "qos.output_reliability", "device"):
-            self._validate(name, self.get_parameter(name).value, str_t)
+            reason = self._validate(name, self.get_parameter(name).value)
+            if reason:
+                raise ValueError(reason)
 
-    def _validate(self, name: str, value, _type=None) -> str:
-        """Return '' when ``value`` is acceptable for ``name``, else the reason (raised at start-up)."""
+    def _validate(self, name: str, value) -> str:
+        """Return '' when ``value`` is acceptable for ``name``, else the reason."""
         reason = ""
         if name == "tasks":
             unknown = [t for t in value if t not in ALL_TASKS]
@@ -204,8 +205,6 @@ class MtshareNode(LifecycleNode):
             reason = f"{name} must be one of {list(RELIABILITY)}, got {value!r}"
         elif name == "device" and not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
             reason = f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
-        if reason and _type is not None:
-            raise ValueError(reason)
         return reason
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -390,8 +389,8 @@ class MtshareNode(LifecycleNode):
         with self._info_lock:
             info = self._camera_info
         if info is not None and info.k[0] > 0:
-            k = scale_intrinsics(np.asarray(info.k).reshape(3, 3), *pred.scale)
-            out["scaled_camera_info"] = scaled_camera_info(info, k, pred.size, header)
+            out["scaled_camera_info"] = scaled = scaled_camera_info(info, pred.scale, pred.size, header)
+            k = np.asarray(scaled.k).reshape(3, 3)
             if pred.depth is not None and self._wanted("points"):
                 small = rgb if rgb.shape[:2] == pred.size else _resize(rgb, pred.size)
                 labels = pred.segmentation if pred.segmentation is not None else np.zeros(pred.size, np.uint8)
