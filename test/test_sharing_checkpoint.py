@@ -49,6 +49,19 @@ def test_shared_round_trip_gives_the_same_outputs(tmp_path, kind):
         assert torch.equal(want[task], got[task]), task
 
 
+def test_shared_prefix_and_narrow_head_survive_the_round_trip(tmp_path):
+    from mtshare_ros.sharing.train_steps import subtask_from_base
+
+    model = _shared()
+    st = subtask_from_base(model.base, "normals", "lowrank", 3, 0, start_layer=1, head_channels=24)
+    model.subtasks["normals"] = st
+    loaded, _ = load_shared(save_shared(tmp_path / "s.pt", model, ["a", "b", "c", "d"]))
+    st = loaded.subtasks["normals"]
+    assert (st.start_layer, st.head_channels) == (1, 24)
+    with torch.no_grad():
+        assert torch.equal(model(_x(), thresholds=0.1)[0]["normals"], loaded(_x(), thresholds=0.1)[0]["normals"])
+
+
 def test_subtask_file_alone_is_rejected_with_a_clear_message(tmp_path):
     model = _shared()
     path = save_subtask(tmp_path / "depth_delta.pt", model, "depth")

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mtshare_ros.models.vit import DenseViT, ModelConfig
 from mtshare_ros.sharing import SharedMultiTaskModel
 from mtshare_ros.sharing.tokens import delta_score, token_budget
+from mtshare_ros.sharing.train_steps import subtask_from_base
 
 CFG = ModelConfig(
     img_size=(48, 80), embed_dim=48, depth=3, num_heads=2, feature_layers=(0, 2), head_channels=48, num_classes=5
@@ -141,7 +142,7 @@ def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: fl
         xb = yb
         if li in shared.cfg.feature_layers:
             feats.append(enc_s.norm(xs) if li == len(enc_b.blocks) - 1 else xs)
-    return sub.head(feats, grid, tuple(x.shape[-2:]))
+    return sub.head(feats, grid, x)
 
 
 @pytest.mark.parametrize("thr,frac", [(0.05, 1.0), (0.04, 0.5), (0.0, 0.4), (0.06, 0.8)])
@@ -228,3 +229,27 @@ def test_other_input_sizes_and_training_crops_match_the_dense_models():
         for task in subs:
             dense = shared.subtasks[task].to_dense_model(base)
             assert torch.allclose(out[task], dense(crop, offset=(1, 2)), atol=1e-4), task
+
+
+def test_shared_prefix_layers_cost_nothing_and_the_rest_stays_exact():
+    """A sub-task starting at block 2 stores nothing for the embedding and blocks 0-1, spends no MACs there,
+    and at threshold 0 still equals its dense model; its narrower head is its own."""
+    base, _ = _models()
+    torch.manual_seed(3)
+    st = subtask_from_base(base, "depth", "lowrank", rank=4, seed=0, start_layer=2, head_channels=24)
+    with torch.no_grad():
+        for p in st.deltas.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    names = [n.replace("__", ".") for n in [*st.deltas.keys(), *st.vectors.keys()]]
+    assert names and all(n.startswith(("blocks.2.", "norm.")) for n in names), names
+    assert sum(p.numel() for p in st.head.parameters()) < sum(p.numel() for p in base.head.parameters())
+    shared = SharedMultiTaskModel(base, {"depth": st}).eval()
+    x = _images()
+    with torch.no_grad():
+        out, stats = shared(x, thresholds=0.0)
+        assert torch.allclose(out["depth"], st.to_dense_model(base)(x), atol=1e-4)
+        _, thr_stats = shared(x, thresholds=0.5)
+    per_layer = [layer["depth"]["macs"] for layer in stats["layers"]]
+    assert per_layer[0] == per_layer[1] == 0 and per_layer[2] > 0
+    assert [layer["depth"]["recomputed"] for layer in stats["layers"]] == [0.0, 0.0, 1.0]
+    assert thr_stats["macs"]["depth"] <= stats["macs"]["depth"]

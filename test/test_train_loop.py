@@ -121,3 +121,20 @@ def test_train_and_eval_cli_write_checkpoint_json_and_markdown(tmp_path, capsys)
     assert "| mIoU | pixel_acc |" in out.with_suffix(".md").read_text()
     assert train_cli.main(["--config", str(cfg), "train.nope=1"]) == 2
     assert "train.nope" in capsys.readouterr().err
+
+
+def test_warm_start_adds_the_detail_branch_without_changing_the_outputs(tmp_path):
+    """``train.init`` from models without the head's detail branch: the zero-initialised branch keeps every
+    output as it was, so a second stage continues exactly where the first ended."""
+    first = train(tiny_config(tmp_path / "a", "train.steps=3", "model.detail_channels=0"), ToyScenes(16), None)
+    second = Trainer(
+        tiny_config(tmp_path / "b", "train.steps=3", f"train.init={tmp_path / 'a' / 'model.pt'}"), ToyScenes(16), None
+    )
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    for task, model in second.models.items():
+        assert model.head.detail is not None and first.models[task].head.detail is None
+        with torch.no_grad():
+            assert torch.allclose(model.eval()(x), first.models[task].eval()(x), atol=1e-6), task
+    wrong = tiny_config(tmp_path / "c", "model.embed_dim=64", f"train.init={tmp_path / 'a' / 'model.pt'}")
+    with pytest.raises(ConfigError, match="does not fit the model"):
+        Trainer(wrong, ToyScenes(16), None)

@@ -4,11 +4,14 @@ One ``DenseViT`` solves one task. The encoder is plain ViT (patch embedding, lea
 positional embedding, pre-norm blocks) so that timm checkpoints map onto it and the task-sharing
 engine can walk its blocks layer by layer. The head takes the tokens of a few encoder layers,
 fuses them at 1/16 resolution and upsamples with two small conv stages to 1/4, then bilinearly to the
-input size: most of the cost stays in the encoder, where sharing can save it.
+input size: most of the cost stays in the encoder, where sharing can save it. A tiny convolutional
+detail branch reads the image itself at 1/4 resolution and joins the last stage: 16x16 tokens cannot
+place a boundary or a shading gradient to the pixel, two small convolutions can.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -36,6 +39,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     feature_layers: tuple[int, ...] = (1, 3, 5)
     head_channels: int = 96
+    detail_channels: int = 16
     num_classes: int = 15
     extra: dict = field(default_factory=dict)
 
@@ -48,6 +52,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
+        d.setdefault("detail_channels", 0)  # checkpoints from before the detail branch have none
         d["img_size"] = tuple(d["img_size"])
         d["feature_layers"] = tuple(d["feature_layers"])
         return cls(**d)
@@ -132,11 +137,17 @@ class ViTEncoder(nn.Module):
         return feats, grid
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 8 groups, or the largest count that divides ``channels`` (narrow sub-task heads)."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
 class DenseHead(nn.Module):
     """Fuses multi-level tokens and upsamples to a dense map; task-specific output activation.
 
     GroupNorm rather than BatchNorm: the output does not depend on the batch, so data-parallel training
-    on N processes gives the same weights as one process with the same global batch.
+    on N processes gives the same weights as one process with the same global batch. The detail branch's
+    projection starts at zero, so a head without it (an older checkpoint) warm-starts one with it exactly.
     """
 
     def __init__(self, cfg: ModelConfig, task: str, out_channels: int) -> None:
@@ -144,16 +155,33 @@ class DenseHead(nn.Module):
         self.task = task
         c = cfg.head_channels
         self.fuse = nn.Conv2d(cfg.embed_dim * len(cfg.feature_layers), c, 1)
-        self.up1 = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1), nn.GroupNorm(8, c // 2), nn.GELU())
-        self.up2 = nn.Sequential(nn.Conv2d(c // 2, c // 3, 3, padding=1), nn.GroupNorm(8, c // 3), nn.GELU())
+        self.up1 = nn.Sequential(nn.Conv2d(c, c // 2, 3, padding=1), _group_norm(c // 2), nn.GELU())
+        self.up2 = nn.Sequential(nn.Conv2d(c // 2, c // 3, 3, padding=1), _group_norm(c // 3), nn.GELU())
         self.out = nn.Conv2d(c // 3, out_channels, 1)
+        d = cfg.detail_channels
+        self.detail: nn.Module | None = None
+        if d:
+            self.detail = nn.Sequential(
+                nn.Conv2d(3, d, 4, stride=4),
+                nn.GELU(),
+                nn.Conv2d(d, d, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(d, c // 2, 1),
+            )
+            nn.init.zeros_(self.detail[-1].weight)
+            nn.init.zeros_(self.detail[-1].bias)
 
-    def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], image: torch.Tensor) -> torch.Tensor:
+        """``image``: the model input (B, 3, H, W); sets the output size and feeds the detail branch."""
         b = feats[0].shape[0]
+        size = tuple(image.shape[-2:])
         x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for f in feats], dim=1)
         x = self.fuse(x)
         x = self.up1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
-        x = self.up2(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.detail is not None:
+            x = x + self.detail(image)
+        x = self.up2(x)
         x = F.interpolate(self.out(x), size=size, mode="bilinear", align_corners=False)
         if self.task == "depth":
             return torch.exp(x.clamp(-6.0, 6.0))  # predicted log-metres: positive, scale-aware
@@ -183,7 +211,7 @@ class DenseViT(nn.Module):
     def forward(self, x: torch.Tensor, offset: tuple[int, int] | None = None) -> torch.Tensor:
         """``offset``: patch offset of ``x`` inside a full-size frame when ``x`` is a training crop."""
         feats, grid = self.encoder(x, offset)
-        return self.head(feats, grid, tuple(x.shape[-2:]))
+        return self.head(feats, grid, x)
 
 
 def build_task_models(cfg: ModelConfig, tasks: list[str] | tuple[str, ...]) -> nn.ModuleDict:

@@ -27,6 +27,8 @@ What is exact and what is approximate:
 * With threshold 0 and ``max_token_fraction = 1`` every token is in ``S`` and the engine computes the
   dense sub-task model ``W_base + dW`` exactly (up to float rounding; tested to 1e-4 in fp32).
 * Embedding, final LayerNorm and heads run on all tokens for every task.
+* A sub-task with ``start_layer`` L > 0 shares the embedding and blocks 0..L-1 with the base outright
+  (it stores nothing for them): it takes the base's activations at block L, exactly, at no cost.
 
 Executed multiply-adds are counted from the row counts that actually went through each product (padding
 rows included), attention as ``2 * rows * N * C``, heads from their convolution output shapes. Element-wise
@@ -331,18 +333,23 @@ class SharedMultiTaskModel(nn.Module):
         budget = token_budget(n, max_token_fraction)
         pe = enc.patch_embed.proj
         cnt.add(base_task, 0, b * n * pe.weight.numel())
-        xs = {t: self._embed_sub(x, tok_b, grid, offset, self.subtasks[t], cnt) for t in sub_names}
+        start = {t: self.subtasks[t].start_layer for t in sub_names}
+        xs = {t: self._embed_sub(x, tok_b, grid, offset, self.subtasks[t], cnt) for t in sub_names if start[t] == 0}
 
         feats = {t: [] for t in [base_task, *sub_names]}
         recomputed = {t: [] for t in sub_names}
         rows = {t: [] for t in sub_names}
         scores = {t: [] for t in sub_names}
+        none = tok_b.new_zeros((), dtype=torch.long)
         x_b = tok_b
         for li, blk in enumerate(enc.blocks):
-            need = {t: thr[t] > 0 or budget < n or keep_scores for t in sub_names}
+            for t in sub_names:
+                if start[t] == li and li > 0:
+                    xs[t] = x_b  # identical to the base up to here (shared layers): its activations are ours
+            need = {t: thr[t] > 0 or budget < n or keep_scores for t in xs}
             base_norm = x_b.float().norm(dim=-1) if any(need.values()) else None
             sels = {}
-            for t in sub_names:
+            for t in xs:
                 score = delta_score(xs[t], x_b, base_norm) if need[t] else x_b.new_zeros(b, n)
                 sels[t] = select_tokens(score.detach(), thr[t], budget, sync_free)
                 if keep_scores:
@@ -351,24 +358,26 @@ class SharedMultiTaskModel(nn.Module):
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
             for t in sub_names:
-                recomputed[t].append(sels[t].valid.sum())
-                rows[t].append(sels[t].rows)
+                recomputed[t].append(sels[t].valid.sum() if t in sels else none)
+                rows[t].append(sels[t].rows if t in sels else 0)
             x_b = y_b
             if li in self.cfg.feature_layers:
                 last = li == depth - 1
                 feats[base_task].append(enc.norm(x_b) if last else x_b)
                 for t in sub_names:
+                    if t not in xs:  # a shared layer: the base's feature is this task's
+                        feats[t].append(feats[base_task][-1])
+                        continue
                     st = self.subtasks[t]
                     feats[t].append(self._ln(xs[t], st, "norm", enc.norm.eps) if last else xs[t])
 
-        size = tuple(x.shape[-2:])
         outputs = {}
-        outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, size))
+        outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, x))
         cnt.add(base_task, depth + 1, m)
         head_macs = {base_task: m}
         for t in sub_names:
             head = self.subtasks[t].head
-            outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, size))
+            outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, x))
             cnt.add(t, depth + 1, m)
             head_macs[t] = m
 

@@ -6,12 +6,21 @@ Layout, by the names of the base encoder's parameters (``blocks.0.attn.qkv.weigh
   linear layers of each block) is stored as a ``Delta`` against the base weight;
 * every one-dimensional encoder parameter (LayerNorm scales/shifts, biases, layer scales) is stored
   whole: they are a few thousand numbers and the engine needs them per task anyway;
-* the task head (``DenseHead``) is stored whole: it is small and shares nothing with the base head.
+* the task head (``DenseHead``) is stored whole: it is small and shares nothing with the base head. It may
+  be narrower than the base's (``head_channels``): a sub-task head reads the base's features, and the
+  heads are a large part of what a frame costs beyond the base task.
+
+``start_layer`` > 0 says that the embedding and blocks ``0 .. start_layer - 1`` are the base's, exactly:
+nothing is stored for them and the engine hands the base's activations over at ``start_layer`` without
+comparing or recomputing a token. The method's early layers change least between tasks; sharing them
+outright costs no accuracy that a threshold would not also give away, and saves the comparisons.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from typing import Any
 
 import torch
@@ -32,18 +41,41 @@ def matrix_view(name: str, p: torch.Tensor) -> torch.Tensor:
     return p.reshape(p.shape[0], -1)
 
 
+def owned(name: str, start_layer: int) -> bool:
+    """Whether a sub-task starting at block ``start_layer`` stores its own version of encoder parameter ``name``."""
+    if start_layer == 0:
+        return True
+    m = re.match(r"blocks\.(\d+)\.", name)
+    if m:
+        return int(m.group(1)) >= start_layer
+    return name.startswith("norm.")  # the final LayerNorm; embedding parameters are the base's
+
+
 class SubTaskDelta(nn.Module):
     """A sub-task as ``base + delta``; needs its base model (``SharedMultiTaskModel``) to run."""
 
-    def __init__(self, task: str, cfg: ModelConfig, deltas: dict[str, Delta], vectors: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self,
+        task: str,
+        cfg: ModelConfig,
+        deltas: dict[str, Delta],
+        vectors: dict[str, torch.Tensor],
+        start_layer: int = 0,
+        head_channels: int | None = None,
+    ) -> None:
         super().__init__()
         if task not in TASK_CHANNELS:
             raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_CHANNELS)}")
+        if not 0 <= start_layer <= cfg.depth:
+            raise ValueError(f"start_layer {start_layer} outside 0..{cfg.depth}")
         self.task = task
         self.cfg = cfg
+        self.start_layer = int(start_layer)
+        self.head_channels = int(head_channels or cfg.head_channels)
         self.deltas = nn.ModuleDict({_key(n): d for n, d in deltas.items()})
         self.vectors = nn.ParameterDict({_key(n): nn.Parameter(v.detach().clone()) for n, v in vectors.items()})
-        self.head = DenseHead(cfg, task, TASK_CHANNELS[task] or cfg.num_classes)
+        head_cfg = dataclasses.replace(cfg, head_channels=self.head_channels)
+        self.head = DenseHead(head_cfg, task, TASK_CHANNELS[task] or cfg.num_classes)
 
     def delta(self, name: str) -> Delta:
         """Delta of the encoder parameter ``name`` (base naming, e.g. ``blocks.0.mlp.fc1.weight``)."""
@@ -77,6 +109,8 @@ class SubTaskDelta(nn.Module):
         """Structure of every delta (to rebuild the module before ``load_state_dict``)."""
         return {
             "task": self.task,
+            "start_layer": self.start_layer,
+            "head_channels": self.head_channels,
             "deltas": {n.replace("__", "."): d.spec() for n, d in self.deltas.items()},
             "vectors": {n.replace("__", "."): list(v.shape) for n, v in self.vectors.items()},
         }
@@ -86,15 +120,18 @@ class SubTaskDelta(nn.Module):
         """An empty sub-task with the structure of ``spec``; load its ``state_dict`` next."""
         deltas = {n: build_delta(s) for n, s in spec["deltas"].items()}
         vectors = {n: torch.zeros(shape) for n, shape in spec["vectors"].items()}
-        return cls(spec["task"], cfg, deltas, vectors)
+        return cls(spec["task"], cfg, deltas, vectors, spec.get("start_layer", 0), spec.get("head_channels"))
 
     @torch.no_grad()
     def to_dense_model(self, base: DenseViT) -> DenseViT:
         """The dense single-task model this sub-task stands for: ``W_base + dW`` (with ``dW`` as compressed)."""
-        model = DenseViT(self.cfg, self.task).to(next(base.parameters()).device)
+        cfg = dataclasses.replace(self.cfg, head_channels=self.head_channels)
+        model = DenseViT(cfg, self.task).to(next(base.parameters()).device)
         own = dict(model.encoder.named_parameters())
         for name, p in base.encoder.named_parameters():
-            if p.ndim >= 2:
+            if not owned(name, self.start_layer):
+                own[name].copy_(p)
+            elif p.ndim >= 2:
                 w = matrix_view(name, p) + self.delta(name).dense().to(p)
                 own[name].copy_(w.reshape(p.shape))
             else:

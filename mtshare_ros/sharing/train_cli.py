@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "step": "l1",
     "delta": "sparse",
     "rank": 16,
+    "start_layer": 0,  # blocks before it (and the embedding) stay the base's: no delta, no token comparison
+    "head_channels": None,  # width of the sub-task's head (None: the base's)
     "density": 0.05,
     "row_fraction": 0.1,
     "base_checkpoint": "default",
@@ -122,7 +124,9 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         shared = SharedMultiTaskModel(models[cfg["base_task"]], {})
         names = list(meta["class_names"])
     if cfg["step"] == "l1":
-        shared.subtasks[task] = subtask_from_base(shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"])
+        shared.subtasks[task] = subtask_from_base(
+            shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"], cfg["start_layer"], cfg["head_channels"]
+        )
     elif task not in shared.subtasks:
         raise ShareConfigError(f"{cfg['init']}: has no sub-task {task!r} to continue (has {list(shared.subtasks)})")
     if cfg["step"] == "pattern":

@@ -28,7 +28,7 @@ from torch import nn
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT
 from mtshare_ros.sharing.deltas import DenseDelta, LowRankDelta, ZeroDelta, compress
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
-from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view
+from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view, owned
 from mtshare_ros.training.losses import task_loss
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,25 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
     return (image - mean) / std
 
 
-def subtask_from_base(base: DenseViT, task: str, delta: str, rank: int, seed: int) -> SubTaskDelta:
-    """A sub-task equal to the base (``dW = 0``) with trainable deltas of the step-1 structure, a fresh head."""
+def subtask_from_base(
+    base: DenseViT,
+    task: str,
+    delta: str,
+    rank: int,
+    seed: int,
+    start_layer: int = 0,
+    head_channels: int | None = None,
+) -> SubTaskDelta:
+    """A sub-task equal to the base (``dW = 0``) with trainable deltas of the step-1 structure, a fresh head.
+
+    Only blocks from ``start_layer`` on (and the final norm) get deltas and own vectors; earlier layers
+    and the embedding stay the base's (see ``SubTaskDelta``). ``head_channels``: width of the new head.
+    """
     g = torch.Generator().manual_seed(seed)
     deltas, vectors = {}, {}
     for name, p in base.encoder.named_parameters():
+        if not owned(name, start_layer):
+            continue
         if p.ndim < 2:
             vectors[name] = p.detach().clone()
             continue
@@ -59,7 +73,8 @@ def subtask_from_base(base: DenseViT, task: str, delta: str, rank: int, seed: in
             d = DenseDelta(out_f, in_f, tuple(p.shape))
         deltas[name] = d
     torch.manual_seed(seed)
-    return SubTaskDelta(task, base.cfg, deltas, vectors).to(next(base.parameters()).device)
+    st = SubTaskDelta(task, base.cfg, deltas, vectors, start_layer=start_layer, head_channels=head_channels)
+    return st.to(next(base.parameters()).device)
 
 
 def fix_pattern(st: SubTaskDelta, delta: str, density: float, row_fraction: float) -> SubTaskDelta:
@@ -150,7 +165,7 @@ def train_subtask(
         loss = loss_sum / count.clamp_min(1)
         if step == "l1":
             pen = delta_penalty(st, delta)
-        elif gate:
+        elif gate and raw["scores"][task]:
             pen = torch.stack([s.mean() for s in raw["scores"][task]]).mean()
         else:
             pen = torch.zeros((), device=device)

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 200,
         "out_dir": "runs/train",
         "resume": True,  # continue from out_dir/last.pt when it exists
+        "init": None,  # mtshare checkpoint ('default' or a path) to start the task models from (warm start)
     },
     "export": {"path": None, "half": True},  # where to also write the final model checkpoint
 }

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from tqdm import tqdm
 
 from mtshare_ros.inference import select_device
-from mtshare_ros.models.checkpoint import save_checkpoint
+from mtshare_ros.models.checkpoint import read_checkpoint, save_checkpoint
 from mtshare_ros.models.vit import ModelConfig, build_task_models
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
@@ -120,6 +120,28 @@ def batch_augment(
     return image, targets
 
 
+def warm_start(models: nn.ModuleDict, source: str) -> None:
+    """Start every task model from the same task in mtshare checkpoint ``source`` (``train.init``).
+
+    Tensors the checkpoint lacks keep their fresh initialisation and are logged (a head that gained a
+    branch since); anything of another shape, or a task the checkpoint does not have, is an error.
+    """
+    ckpt = read_checkpoint(source)
+    absent = [t for t in models if t not in ckpt["weights"]]
+    if absent:
+        raise ConfigError(f"train.init {source}: no weights for task(s) {absent}; it has {list(ckpt['weights'])}")
+    for task, model in models.items():
+        own = model.state_dict()
+        state = {k: v.float() for k, v in ckpt["weights"][task].items()}
+        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and
+               v.shape != own[k].shape] + [f"unexpected {k}" for k in state if k not in own]
+        if bad:
+            raise ConfigError(f"train.init {source} [{task}] does not fit the model: " + "; ".join(bad[:5]))
+        fresh = sorted(set(own) - set(state))
+        model.load_state_dict({**own, **state})
+        log.info("train.init: %s from %s%s", task, source, f" (fresh: {', '.join(fresh)})" if fresh else "")
+
+
 def git_commit() -> str:
     """HEAD of the source checkout, with ``-dirty`` when tracked files differ (``unknown`` outside git)."""
     root = Path(__file__).resolve().parents[2]
@@ -182,6 +204,8 @@ class Trainer:
         if cfg["backbone"]["pretrained"]:
             for task in self.tasks:
                 load_timm_encoder(models[task].encoder, str(cfg["backbone"]["pretrained"]))
+        if t["init"]:
+            warm_start(models, str(t["init"]))
         self.models = models.to(self.device)
         net = TaskModels(self.models)
         if self.info.enabled:
