@@ -80,6 +80,8 @@ def test_dense_equivalent_macs_match_a_dense_run():
 
 
 def test_cost_does_not_grow_with_the_threshold():
+    """Monotone over thresholds > 0. Threshold 0 recomputes everything without scoring any token, so it
+    costs the scoring less than a tiny positive threshold that also recomputes (nearly) everything."""
     base, subs = _models(noise=0.1)
     shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
     x = _images()
@@ -89,7 +91,7 @@ def test_cost_does_not_grow_with_the_threshold():
             _, stats = shared(x, thresholds=thr)
             costs.append(stats["macs_total"])
             fractions.append(stats["recomputed_fraction"]["depth"])
-    assert all(a >= b for a, b in zip(costs, costs[1:], strict=False)), costs
+    assert all(a >= b for a, b in zip(costs[1:], costs[2:], strict=False)), costs
     assert all(a >= b for a, b in zip(fractions, fractions[1:], strict=False)), fractions
     assert costs[0] > costs[-1] and fractions[-1] == 0.0  # the range actually spans something
 
@@ -108,8 +110,9 @@ def test_token_cap_bounds_the_rows_that_run():
 def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: float, frac: float) -> torch.Tensor:
     """The documented semantics computed the slow way: full dense sub-task block on every token, then masks.
 
-    Selected tokens take the sub-task's result; keys/values of unselected tokens are the base's; unselected
-    tokens take the base's residual update.
+    Tokens are scored by their input change and by what the sub-task's QKV and first-MLP weights change
+    (relative to the base's activations); selected tokens take the sub-task's result; keys/values of
+    unselected tokens are the base's; unselected tokens take the base's residual update.
     """
     base = shared.base
     sub = shared.subtasks[task].to_dense_model(base)
@@ -121,6 +124,15 @@ def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: fl
     feats = []
     for li, (bb, bs) in enumerate(zip(enc_b.blocks, enc_s.blocks, strict=True)):
         score = delta_score(xs, xb)
+        qkv_b = bb.attn.qkv(bb.norm1(xb))
+        q_, k_, v_ = qkv_b.reshape(*xb.shape[:2], 3, bb.attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        mid_b = xb + bb.attn.proj(F.scaled_dot_product_attention(q_, k_, v_).transpose(1, 2).reshape(xb.shape))
+        fc1_b = bb.mlp.fc1(bb.norm2(mid_b))
+        for lin, norm, act in (("qkv", "norm1", qkv_b), ("fc1", "norm2", fc1_b)):
+            lin_s = bs.attn.qkv if lin == "qkv" else bs.mlp.fc1
+            lin_b = bb.attn.qkv if lin == "qkv" else bb.mlp.fc1
+            change = getattr(bs, norm)(xs) @ (lin_s.weight - lin_b.weight).t()
+            score = torch.maximum(score, change.norm(dim=-1) / (act.norm(dim=-1) + 1e-6))
         mask = torch.zeros_like(score, dtype=torch.bool)
         for i in range(score.shape[0]):
             order = score[i].argsort(descending=True)[:budget]
@@ -145,7 +157,7 @@ def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: fl
     return sub.head(feats, grid, x)
 
 
-@pytest.mark.parametrize("thr,frac", [(0.05, 1.0), (0.04, 0.5), (0.0, 0.4), (0.06, 0.8)])
+@pytest.mark.parametrize("thr,frac", [(0.07, 1.0), (0.065, 0.5), (0.0, 0.4), (0.075, 0.8)])
 def test_partial_recompute_matches_the_documented_approximation(thr, frac):
     base, subs = _models(noise=0.1)
     shared = SharedMultiTaskModel.from_dense(base, subs, "rows", row_fraction=0.3).eval()

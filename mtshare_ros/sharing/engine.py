@@ -4,8 +4,11 @@ Per encoder block ``l`` and sub-task ``s``:
 
 1. The base task runs the block on all tokens and keeps its input ``x_b``, output ``y_b`` and its
    attention keys/values ``K_b, V_b``.
-2. The sub-task's block input ``x_s`` is compared with ``x_b`` token by token
-   (``|x_s - x_b| / |x_b|``). Tokens above the task's threshold (all tokens at threshold 0), at most
+2. Each token is scored by how much its activation differs from the base's: its block input
+   (``|x_s - x_b| / |x_b|``), and what the sub-task's own weights would change in its QKV and first-MLP
+   activations (``|dW h_s| / |W h_b|``, see ``_weight_score``; without this term a token whose input
+   equals the base's, as every token does at the first layer a sub-task owns, could never diverge).
+   Tokens above the task's threshold (all tokens at threshold 0, which skips the scoring), at most
    ``ceil(max_token_fraction * N)`` of them, largest first, form the set ``S``; the others form ``U``.
 3. The rows of ``S`` are gathered and run through the sub-task's block: its LayerNorms, QKV, attention,
    projection and MLP, with the weights ``W_base + dW``. The products with ``W_base`` run once on the
@@ -216,16 +219,46 @@ class SharedMultiTaskModel(nn.Module):
     def _ls(x: torch.Tensor, st: SubTaskDelta, name: str) -> torch.Tensor:
         return x * st.vector(name + ".gamma") if st.has_vector(name + ".gamma") else x
 
-    def _base_block(self, blk: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """timm ``Block.forward`` on all tokens, keeping the keys and values."""
+    def _base_block(
+        self, blk: nn.Module, x: torch.Tensor, want_norms: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """timm ``Block.forward`` on all tokens, keeping the keys and values (and, when asked, the per-token
+        norms of the QKV and first MLP activations, the denominators of ``_weight_score``)."""
         b, n, c = x.shape
         attn = blk.attn
-        qkv = attn.qkv(blk.norm1(x)).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        qkv_out = attn.qkv(blk.norm1(x))
+        qkv = qkv_out.reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
         mid = x + blk.ls1(attn.proj(o))
-        return mid + blk.ls2(blk.mlp(blk.norm2(mid))), k, v
+        fc1_out = blk.mlp.fc1(blk.norm2(mid))
+        mlp = blk.mlp
+        y = mid + blk.ls2(mlp.drop2(mlp.fc2(mlp.norm(mlp.drop1(mlp.act(fc1_out))))))
+        norms = (qkv_out.float().norm(dim=-1), fc1_out.float().norm(dim=-1)) if want_norms else None
+        return y, k, v, norms
 
+    def _weight_score(
+        self, li: int, blk: nn.Module, st: SubTaskDelta, x_s: torch.Tensor, norms, score: torch.Tensor, cnt: _Counter
+    ) -> torch.Tensor:
+        """``score`` raised to what the sub-task's own weights change, token by token.
+
+        A token whose block input equals the base's can still get another activation from the sub-task's
+        delta: at the first layer a sub-task owns, every input equals the base's. Its change of the QKV
+        and first-MLP activations, ``|dW h| / |W_base h_base|`` (``h`` the sub-task's normed input; the
+        MLP's taken at the block input, an estimate), is as cheap as the delta (low rank: ``r`` per
+        channel) and counts in the executed MACs. Fused deltas (dense, sparse) would cost a dense product
+        here, so they are judged by their inputs only.
+        """
+        pre = f"blocks.{li}."
+        rows = x_s.shape[0] * x_s.shape[1]
+        for name, norm, base_norm in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
+            d = st.delta(pre + name + ".weight")
+            if d.fused or d.kind == "zero":
+                continue
+            change = d.apply(self._ln(x_s, st, pre + norm, getattr(blk, norm).eps))
+            score = torch.maximum(score, change.float().norm(dim=-1) / (base_norm + 1e-6))
+            cnt.add(st.task, li + 1, d.apply_macs(rows))
+        return score
     def _sub_block(
         self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
     ) -> dict[str, torch.Tensor]:
@@ -347,15 +380,19 @@ class SharedMultiTaskModel(nn.Module):
                 if start[t] == li and li > 0:
                     xs[t] = x_b  # identical to the base up to here (shared layers): its activations are ours
             need = {t: thr[t] > 0 or budget < n or keep_scores for t in xs}
+            y_b, k_b, v_b, out_norms = self._base_block(blk, x_b, want_norms=any(need.values()))
+            cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             base_norm = x_b.float().norm(dim=-1) if any(need.values()) else None
             sels = {}
             for t in xs:
-                score = delta_score(xs[t], x_b, base_norm) if need[t] else x_b.new_zeros(b, n)
+                if need[t]:
+                    score = delta_score(xs[t], x_b, base_norm)
+                    score = self._weight_score(li, blk, self.subtasks[t], xs[t], out_norms, score, cnt)
+                else:
+                    score = x_b.new_zeros(b, n)
                 sels[t] = select_tokens(score.detach(), thr[t], budget, sync_free)
                 if keep_scores:
                     scores[t].append(score)
-            y_b, k_b, v_b = self._base_block(blk, x_b)
-            cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
             for t in sub_names:
                 recomputed[t].append(sels[t].valid.sum() if t in sels else none)
