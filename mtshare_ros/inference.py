@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import torch
 
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, resolve_checkpoint
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS, load_checkpoint, resolve_checkpoint
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, TASK_CHANNELS
-from mtshare_ros.sharing.checkpoint import is_shared_checkpoint, load_shared
+from mtshare_ros.sharing.checkpoint import SharedCheckpointError, attach_subtask, is_shared_checkpoint, load_shared
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,13 @@ def inference_size(height: int, width: int, target_height: int, patch: int) -> t
 def load_task_models(checkpoint: str) -> tuple[torch.nn.ModuleDict, SharedMultiTaskModel | None, dict]:
     """Both ways to run a checkpoint: independent dense models per task, and the shared engine.
 
-    A shared checkpoint (base + deltas) gives the engine directly; its dense sub-task models are
-    materialised as ``W_base + dW`` for ``sharing.enabled: false``. A checkpoint of independent models
-    gives the engine with exact (uncompressed) deltas, so token skipping works on any checkpoint; only
-    a shared checkpoint also saves storage.
+    ``default`` is the shipped pair: the independent models of ``weights/default.pt`` (what runs with
+    sharing off) and the trained sub-task deltas ``weights/default_<task>.pt`` against its segmentation
+    model (what the shared engine runs). A shared checkpoint (base + deltas) gives the engine directly;
+    its dense sub-task models are materialised as ``W_base + dW`` for ``sharing.enabled: false``. A
+    checkpoint of independent models gives the engine with exact (uncompressed) deltas, so token
+    skipping works on any checkpoint; only trained deltas also save storage and keep accuracy when
+    tokens are skipped.
     """
     path = DEFAULT_CHECKPOINT if checkpoint == "default" else checkpoint
     if Path(path).is_file() and is_shared_checkpoint(path):
@@ -67,10 +70,29 @@ def load_task_models(checkpoint: str) -> tuple[torch.nn.ModuleDict, SharedMultiT
             dense[task] = st.to_dense_model(shared.base).eval()
         return dense, shared, meta
     dense, meta = load_checkpoint(checkpoint)
-    if BASE_TASK in dense and len(dense) > 1:
-        subs = {t: m for t, m in dense.items() if t != BASE_TASK}
-        return dense, SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval(), meta
-    return dense, None, meta
+    if BASE_TASK not in dense or len(dense) == 1:
+        return dense, None, meta
+    subs = {t: m for t, m in dense.items() if t != BASE_TASK}
+    shared = SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval()
+    meta["sharing_source"] = "exact deltas from the independent models"
+    if checkpoint == "default":
+        _attach_default_subtasks(shared, meta)
+    return dense, shared, meta
+
+
+def _attach_default_subtasks(shared: SharedMultiTaskModel, meta: dict) -> None:
+    """Replace the exact deltas of ``shared`` by the shipped trained ones where they fit its base."""
+    attached = []
+    for task, file in DEFAULT_SUBTASKS.items():
+        if task not in shared.subtasks or not file.is_file():
+            continue
+        try:
+            attach_subtask(shared, file)
+            attached.append(task)
+        except SharedCheckpointError as exc:
+            log.warning("shipped sub-task %s not used (%s); running exact deltas instead", task, exc)
+    if attached:
+        meta["sharing_source"] = f"trained sub-task deltas ({', '.join(attached)}) from weights/default_<task>.pt"
 
 
 @dataclass

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from mtshare_ros import inference
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.models import load_checkpoint
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.training.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
@@ -24,7 +25,7 @@ def test_default_is_small_fp16_with_provenance(default):
     prov = meta["provenance"]
     for key in ("command", "config", "steps", "train_time_s", "git_commit", "dataset", "val_metrics"):
         assert key in prov, key
-    assert prov["command"].startswith("mtshare train --config config/train/synthetic_small.yaml")
+    assert prov["command"].startswith("mtshare train --config config/train/synthetic_small")
 
 
 def test_default_beats_chance_on_a_room_it_never_saw(default):
@@ -47,3 +48,34 @@ def test_default_beats_chance_on_a_room_it_never_saw(default):
     assert dep.compute()["abs_rel"] < 0.35
     assert nor.compute()["mean_deg"] < 45.0
     assert torch.allclose(out["normals"].norm(dim=1), torch.ones(1), atol=1e-3)
+
+
+def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
+    """``checkpoint: default``: independent models with sharing off, the trained deltas in the engine."""
+    dense, shared, meta = inference.load_task_models("default")
+    assert "trained sub-task deltas (depth, normals)" in meta["sharing_source"]
+    full = sum(p.numel() for p in dense["depth"].parameters())
+    for task in ("depth", "normals"):
+        st = shared.subtasks[task]
+        assert st.start_layer > 0 and {d.kind for d in st.deltas.values()} <= {"lowrank", "zero"}
+        assert st.storage()["values"] <= 0.15 * full, task  # the storage goal of a sub-task
+        assert DEFAULT_SUBTASKS[task].stat().st_size < 1.5e6
+        assert dense[task] is not shared.base and dense[task].task == task  # the independent model
+    assert dense["segmentation"] is shared.base
+
+
+def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, monkeypatch, caplog):
+    from mtshare_ros.models.vit import DenseViT
+    from mtshare_ros.sharing import SharedMultiTaskModel
+    from mtshare_ros.sharing.checkpoint import save_subtask
+    from mtshare_ros.sharing.train_steps import subtask_from_base
+
+    _, meta = load_checkpoint("default")
+    other = DenseViT(meta["model_config"], "segmentation")  # a freshly initialised, different base
+    foreign = SharedMultiTaskModel(other, {"depth": subtask_from_base(other, "depth", "lowrank", 4, 0, 4)})
+    monkeypatch.setattr(inference, "DEFAULT_SUBTASKS", {"depth": save_subtask(tmp_path / "d.pt", foreign, "depth")})
+    with caplog.at_level("WARNING"):
+        _, shared, meta = inference.load_task_models("default")
+    assert "made against base" in caplog.text
+    assert meta["sharing_source"] == "exact deltas from the independent models"
+    assert shared.subtasks["depth"].delta("blocks.0.attn.qkv.weight").kind == "dense"

@@ -114,3 +114,29 @@ def test_activation_step_shrinks_activation_deltas():
         log_every=1,
     )
     assert hist[-1]["penalty"] < 0.7 * hist[0]["penalty"], hist
+
+
+def test_lowrank_steps_with_a_shared_prefix_export_a_subtask_that_attaches_to_its_base(tmp_path):
+    """The shipped recipe in small: step 1 on the owned last block, step 3 with a token cap, then the
+    exported fp16 sub-task file attaches to the dense base it was trained on."""
+    from mtshare_ros.models.checkpoint import load_checkpoint
+    from mtshare_ros.sharing.checkpoint import attach_subtask
+
+    dense = _base_checkpoint(tmp_path)
+    s1, s3, sub = tmp_path / "n1.pt", tmp_path / "n3.pt", tmp_path / "normals_sub.pt"
+    lowrank = ["task=normals", "delta=lowrank", "rank=4", "start_layer=1", "head_channels=24", *COMMON]
+    assert main([*lowrank, "step=l1", f"base_checkpoint={dense}", f"out={s1}"]) == 0
+    step3 = ["step=activation", f"init={s1}", f"out={s3}", f"export={sub}", "train.max_token_fraction=0.5"]
+    assert main([*lowrank, *step3, "train.threshold=0.01"]) == 0
+    trained, _ = load_shared(s3)
+    st = trained.subtasks["normals"]
+    assert (st.start_layer, st.head_channels) == (1, 24)
+    models, _ = load_checkpoint(dense)
+    engine = SharedMultiTaskModel(models["segmentation"], {})
+    assert attach_subtask(engine, sub) == "normals"
+    x = torch.randn(1, 3, *CFG.img_size)
+    with torch.no_grad():
+        got, stats = engine(x, thresholds=0.01, max_token_fraction=0.5)
+        want, _ = trained(x, thresholds=0.01, max_token_fraction=0.5)
+    assert torch.allclose(got["normals"], want["normals"], atol=2e-2)  # fp16 storage of the deltas
+    assert stats["layers"][0]["normals"]["macs"] == 0 and stats["layers"][1]["normals"]["rows"] <= 12  # 24 tokens x 0.5

@@ -18,6 +18,9 @@ from mtshare_ros.models.vit import ModelConfig, build_task_models
 CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
 CHECKPOINT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+DEFAULT_SUBTASKS = {task: DEFAULT_CHECKPOINT.with_name(f"default_{task}.pt") for task in ("depth", "normals")}
+"""Shipped sub-task delta files (``kind: subtask``) against the segmentation model of ``DEFAULT_CHECKPOINT``:
+``checkpoint: default`` runs them in the shared engine, and the independent models with sharing off."""
 
 
 class CheckpointError(RuntimeError):

@@ -280,7 +280,8 @@ class MtshareNode(LifecycleNode):
         meta = self.predictor.meta
         self.get_logger().info(
             f"configured: device {self.predictor.device}, tasks {list(self.predictor.tasks)}, "
-            f"input {meta['model_config'].img_size}, provenance {meta.get('provenance', {}).get('command', 'n/a')}"
+            f"input {meta['model_config'].img_size}, provenance {meta.get('provenance', {}).get('command', 'n/a')}, "
+            f"sharing: {meta.get('sharing_source', 'shared checkpoint' if self.predictor.shared else 'none')}"
         )
         return super().on_configure(state)
 

@@ -124,8 +124,11 @@ def save_shared(
     return path
 
 
-def save_subtask(path: str | Path, model: SharedMultiTaskModel, task: str, provenance: dict | None = None) -> Path:
-    """Write one sub-task's deltas alone (``kind: "subtask"``), tied to the fingerprint of ``model.base``."""
+def save_subtask(
+    path: str | Path, model: SharedMultiTaskModel, task: str, provenance: dict | None = None, half: bool = False
+) -> Path:
+    """Write one sub-task's deltas alone (``kind: "subtask"``), tied to the fingerprint of ``model.base``;
+    ``half`` stores its float tensors as fp16 (the base is not in the file, so its precision is unchanged)."""
     if task not in model.subtasks:
         raise ValueError(f"no sub-task {task!r} in this shared model; it has {list(model.subtasks)}")
     path = Path(path)
@@ -141,7 +144,7 @@ def save_subtask(path: str | Path, model: SharedMultiTaskModel, task: str, prove
             "base_task": model.base.task,
             "base_fingerprint": base_fingerprint(model.base),
             "provenance": provenance or {},
-            "subtask": {"spec": st.spec(), "state": _state(st, False)},
+            "subtask": {"spec": st.spec(), "state": _state(st, half)},
         },
         path,
     )
@@ -192,7 +195,7 @@ def attach_subtask(model: SharedMultiTaskModel, path: str | Path) -> str:
         raise SharedCheckpointError(f"{p}: sub-task architecture {cfg} differs from the model's {model.cfg}")
     st = _subtask_from(ckpt["subtask"], cfg, f"{p} [sub-task {ckpt['task']}]")
     param = next(model.base.parameters())
-    model.subtasks[ckpt["task"]] = st.to(param.device, param.dtype)
+    model.subtasks[ckpt["task"]] = st.to(param.device, param.dtype).eval()
     return ckpt["task"]
 
 

@@ -21,7 +21,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from mtshare_ros.models.checkpoint import load_checkpoint
-from mtshare_ros.sharing.checkpoint import load_shared, save_shared
+from mtshare_ros.sharing.checkpoint import load_shared, save_shared, save_subtask
 from mtshare_ros.sharing.deltas import DELTA_KINDS
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.train_steps import STEPS, delta_sparsity, fix_pattern, subtask_from_base, train_subtask
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "base_task": "segmentation",
     "init": None,
     "out": "runs/shared/{task}.pt",
+    "export": None,  # also write the sub-task alone (fp16, tied to its base): mtshare_ros/weights/default_{task}.pt
     "data": {
         "dataset": "synthetic",
         "root": "data/synthetic",
@@ -109,6 +110,7 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
             raise ShareConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
     cfg["out"] = str(cfg["out"]).format(task=cfg["task"])
     cfg["init"] = str(cfg["init"]).format(task=cfg["task"]) if cfg["init"] else None
+    cfg["export"] = str(cfg["export"]).format(task=cfg["task"]) if cfg["export"] else None
     return cfg
 
 
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     record[f"{cfg['task']}/{cfg['step']}"] = prov
     path = save_shared(cfg["out"], shared.cpu(), names, provenance={"train_steps": record})
     log.info("wrote %s (%s step %s; sub-task stores %d values)", path, cfg["task"], cfg["step"], st.storage()["values"])
+    if cfg["export"]:
+        sub = save_subtask(cfg["export"], shared, cfg["task"], provenance={"train_steps": record}, half=True)
+        log.info("exported sub-task %s to %s (fp16)", cfg["task"], sub)
     return 0
 
 
