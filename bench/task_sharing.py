@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from mtshare_ros.inference import load_task_models
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS, load_checkpoint
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT, ModelConfig, build_task_models
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("segmentation", "depth", "normals")
 GOALS = {"macs_vs_base": 1.35, "time_vs_base": 1.5, "storage_fraction": 0.15, "metric_rel": 0.03}
 HEADLINE = {"segmentation": "mIoU", "depth": "rmse", "normals": "mean_deg"}
+NODE_DEFAULT = (0.05, 0.3)  # sharing.threshold, sharing.max_token_fraction in config/mtshare.yaml
 
 
 # ---------------------------------------------------------------- models and data
@@ -87,6 +89,34 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(image)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(image)
     return (image - mean) / std
+
+
+def load_trained_shared(
+    source: str, checkpoint: str, models: dict[str, DenseViT], ckpt_name: str
+) -> tuple[SharedMultiTaskModel | None, str | None]:
+    """The trained sub-tasks (``--shared``) on the benchmark's own base model, with a note on their origin."""
+    if source == "none":
+        return None, None
+    if source == "default":
+        if checkpoint not in ("auto", "default") or not all(f.is_file() for f in DEFAULT_SUBTASKS.values()):
+            return None, None
+        _, trained, meta = load_task_models("default")
+        note = f"'trained shared': {meta['sharing_source']}"
+        steps = {}
+        for f in DEFAULT_SUBTASKS.values():
+            steps.update(torch.load(f, map_location="cpu", weights_only=True)["provenance"].get("train_steps", {}))
+    else:
+        trained, meta = load_shared(source)
+        note = f"'trained shared': {source}"
+        steps = meta.get("provenance", {}).get("train_steps", {})
+    note += ", sub-tasks trained from the base with the sharing steps: " + (
+        ", ".join(f"{k} {v['history'][-1]['step']} steps" for k, v in steps.items() if v.get("history"))
+        or "(no training record)"
+    )
+    if base_fingerprint(trained.base) != base_fingerprint(models["segmentation"]):
+        raise SystemExit(f"{source}: its base is not the segmentation model of {ckpt_name}")
+    trained.base = models["segmentation"]  # one base module for every variant
+    return trained.eval(), note
 
 
 # ---------------------------------------------------------------- variants
@@ -606,8 +636,18 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="dense checkpoint of the independent models (auto: shipped default, else untrained)",
     )
-    ap.add_argument("--shared", default=None, help="a trained shared checkpoint to benchmark as well")
-    ap.add_argument("--shared-thresholds", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2])
+    ap.add_argument(
+        "--shared",
+        default="default",
+        help="trained sub-tasks to benchmark: 'default' (the shipped weights/default_<task>.pt), a shared "
+        "checkpoint, or 'none'",
+    )
+    ap.add_argument(
+        "--shared-settings",
+        nargs="+",
+        default=["0:1", "0.05:0.5", "0.05:0.3", "0.05:0.2", "0.05:0.1", "1000:1"],
+        help="threshold:max_token_fraction pairs for the trained sub-tasks (1000:1 = nothing recomputed)",
+    )
     ap.add_argument("--data-root", default=str(ROOT / "data" / "synthetic"))
     ap.add_argument("--split", default="val")
     ap.add_argument("--samples", type=int, default=24, help="frames of the split used for accuracy")
@@ -618,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--density", type=float, default=0.05)
     ap.add_argument("--row-fraction", type=float, default=0.1)
-    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 1.0])
     ap.add_argument(
         "--token-fractions",
         type=float,
@@ -665,30 +705,14 @@ def main(argv: list[str] | None = None) -> int:
         shared_variant(f"shared {args.delta} thr=0 top {f:g}", shared, 0.0, f, args.delta) for f in args.token_fractions
     ]
     modules = [*models.values(), shared, exact]
-    trained_shared, shared_note = None, None
-    if args.shared:
-        trained_shared, shared_meta = load_shared(args.shared)
-        steps = shared_meta.get("provenance", {}).get("train_steps", {})
-        shared_note = f"'trained shared': {args.shared}, sub-tasks trained from the base with the sharing steps " + (
-            ", ".join(f"{k} {v['history'][-1]['step']} steps" for k, v in steps.items() if v.get("history"))
-            or "(no training record)"
-        )
-        if base_fingerprint(trained_shared.base) != base_fingerprint(models["segmentation"]):
-            raise SystemExit(f"{args.shared}: its base is not the segmentation model of {ckpt_name}")
+    trained_shared, shared_note = load_trained_shared(args.shared, args.checkpoint, models, ckpt_name)
+    if trained_shared is not None:
         modules.append(trained_shared)
-        variants += [
-            shared_variant(f"trained shared thr={thr:g}", trained_shared, thr, 1.0, "checkpoint")
-            for thr in args.shared_thresholds
-        ]
-        variants.append(
-            shared_variant(
-                f"trained shared thr={args.shared_thresholds[-1]:g} top 0.25",
-                trained_shared,
-                args.shared_thresholds[-1],
-                0.25,
-                "checkpoint",
-            )
-        )
+        for setting in args.shared_settings:
+            thr, frac = (float(v) for v in setting.split(":"))
+            mark = " (node default)" if (thr, frac) == NODE_DEFAULT else ""
+            name = f"trained shared thr={thr:g} top {frac:g}{mark}"
+            variants.append(shared_variant(name, trained_shared, thr, frac, "checkpoint"))
     samples, data_desc, gt = load_eval_samples(Path(args.data_root), args.split, cfg.img_size, args.samples)
     log.info("main setting: %d variants", len(variants))
     rows = measure(variants, models, samples, cfg.num_classes, gt, args.frames, args.warmup)

@@ -114,11 +114,16 @@ class Prediction:
 
 @dataclass
 class SharingSettings:
-    """How sub-tasks reuse the base task: per-task token thresholds and a recompute cap per layer."""
+    """How sub-tasks reuse the base task: per-task token thresholds and a recompute cap per layer.
+
+    The defaults are the operating point the shipped sub-tasks were trained at (sharing step 3);
+    ``threshold`` applies to every sub-task without an entry in ``thresholds``.
+    """
 
     enabled: bool = True
     thresholds: dict[str, float] = field(default_factory=dict)
-    max_token_fraction: float = 1.0
+    max_token_fraction: float = 0.3
+    threshold: float = 0.05
 
 
 class Predictor:
@@ -190,7 +195,7 @@ class Predictor:
         subtasks = [t for t in self.tasks if t != BASE_TASK]
         if self.sharing.enabled and self.shared is not None and subtasks:
             s = self.sharing
-            thresholds = {t: s.thresholds.get(t, 0.0) for t in subtasks}
+            thresholds = {t: s.thresholds.get(t, s.threshold) for t in subtasks}
             outputs, st = self.shared(x, thresholds, s.max_token_fraction, tasks=subtasks)
             stats = {
                 "sharing": 1.0,

@@ -123,10 +123,11 @@ class MtshareNode(LifecycleNode):
         )
         self.declare_parameter(
             "sharing.threshold",
-            0.0,
+            0.05,
             _descriptor(
                 "Relative token-change threshold for every sub-task: tokens whose activation differs from the base "
-                "task's by less are not recomputed. 0 recomputes everything (exact).",
+                "task's by less are not recomputed. 0 recomputes everything (exact). The default is the setting "
+                "the shipped sub-tasks were trained at.",
                 floating_point_range=[FloatingPointRange(from_value=0.0, to_value=10.0)],
             ),
         )
@@ -141,9 +142,10 @@ class MtshareNode(LifecycleNode):
             )
         self.declare_parameter(
             "sharing.max_token_fraction",
-            1.0,
+            0.3,
             _descriptor(
-                "Upper bound on the fraction of tokens a sub-task recomputes per layer (caps worst-case cost).",
+                "Upper bound on the fraction of tokens a sub-task recomputes per layer, largest changes first "
+                "(caps worst-case cost; 1 = no cap). The default is the shipped sub-tasks' training setting.",
                 floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1.0)],
             ),
         )
