@@ -666,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.25],
         help="extra shared variants at threshold 0 with this max_token_fraction",
     )
-    ap.add_argument("--toy-steps", type=int, default=400, help="toy setting training steps per model (0: skip)")
+    ap.add_argument("--toy-steps", type=int, default=0, help="toy setting training steps per model (0: skip)")
     ap.add_argument("--toy-rank", type=int, default=6)
     ap.add_argument("--toy-threshold", type=float, default=0.1)
     ap.add_argument("--toy-penalty", type=float, default=0.3)

@@ -119,6 +119,18 @@ def test_train_and_eval_cli_write_checkpoint_json_and_markdown(tmp_path, capsys)
     assert res["samples"] == 16 and 0.0 <= res["metrics"]["segmentation"]["mIoU"] <= 1.0
     assert res["metrics"]["depth"]["GMACs"] > 0
     assert "| mIoU | pixel_acc |" in out.with_suffix(".md").read_text()
+    # the shared engine at threshold 0 is exact: same metrics; with a token cap it reports what it skipped
+    common = ["--checkpoint", str(tmp_path / "export.pt"), "--dataset", "toy", "--root", "unused", "--threads", "1",
+              "--num-workers", "0"]
+    assert eval_cli.main([*common, "--out", str(tmp_path / "s0.json"), "--sharing", "0:1"]) == 0
+    exact = json.loads((tmp_path / "s0.json").read_text())
+    for task, m in res["metrics"].items():
+        key = {"segmentation": "mIoU", "depth": "rmse", "normals": "mean_deg"}[task]
+        assert exact["metrics"][task][key] == pytest.approx(m[key], rel=1e-4, abs=1e-5), task
+    assert eval_cli.main([*common, "--out", str(tmp_path / "s1.json"), "--sharing", "0.01:0.5"]) == 0
+    capped = json.loads((tmp_path / "s1.json").read_text())["sharing"]
+    assert capped["recomputed_fraction"]["depth"] <= 0.5 and capped["macs_vs_independent"] < 1.0
+    assert eval_cli.main([*common, "--out", str(tmp_path / "bad.json"), "--sharing", "0.1"]) == 2
     assert train_cli.main(["--config", str(cfg), "train.nope=1"]) == 2
     assert "train.nope" in capsys.readouterr().err
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from mtshare_ros.inference import select_device
+from mtshare_ros.inference import load_task_models, select_device
 from mtshare_ros.models.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from mtshare_ros.sharing.checkpoint import SharedCheckpointError
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import evaluate, write_reports
 from mtshare_ros.training.model_stats import count_gmacs, count_parameters, time_forward
@@ -32,7 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--latency-runs", type=int, default=0, help="also time N batch-1 forward passes per task")
+    p.add_argument(
+        "--sharing",
+        default=None,
+        metavar="THR:FRAC",
+        help="evaluate the shared engine (base task in full, sub-tasks from their deltas) at token threshold THR "
+        "and max_token_fraction FRAC, e.g. 0.05:0.3 (the node's default); default: the independent models",
+    )
     return p
+
+
+def _sharing_setting(text: str) -> tuple[float, float]:
+    try:
+        thr, frac = (float(v) for v in text.split(":"))
+    except ValueError as exc:
+        raise ValueError(f"--sharing {text!r}: expected THR:FRAC, e.g. 0.05:0.3") from exc
+    if thr < 0 or not 0 < frac <= 1:
+        raise ValueError(f"--sharing {text!r}: threshold >= 0 and 0 < max_token_fraction <= 1")
+    return thr, frac
 
 
 def main(argv: list[str]) -> int:
@@ -40,10 +58,18 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    shared = None
     try:
-        models, meta = load_checkpoint(args.checkpoint, tasks=args.tasks)
+        if args.sharing:
+            thr, frac = _sharing_setting(args.sharing)
+            models, shared, meta = load_task_models(args.checkpoint)
+            if shared is None:
+                raise ValueError(f"{args.checkpoint}: no base task plus sub-tasks to share")
+            models = torch.nn.ModuleDict({t: models[t] for t in shared.tasks if not args.tasks or t in args.tasks})
+        else:
+            models, meta = load_checkpoint(args.checkpoint, tasks=args.tasks)
         device = select_device(args.device)
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, SharedCheckpointError, ValueError) as exc:
         print(f"mtshare eval: {exc}", file=sys.stderr)
         return 2
     cfg = meta["model_config"]
@@ -53,8 +79,31 @@ def main(argv: list[str]) -> int:
         dataset = Subset(dataset, range(min(args.max_samples, len(dataset))))
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers)
     models.to(device)
-    metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False)
+    forward, sharing = None, None
+    if shared is not None:
+        shared.to(device)
+        runs: list[dict] = []
+
+        def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            out, stats = shared(x, thresholds=thr, max_token_fraction=frac, tasks=list(models))
+            runs.append(stats)
+            return out
+
+        sharing = {"threshold": thr, "max_token_fraction": frac, "source": meta.get("sharing_source", "shared")}
+    metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False, forward=forward)
+    if shared is not None:
+        sharing["recomputed_fraction"] = {
+            t: sum(r["recomputed_fraction"][t] for r in runs) / len(runs) for t in runs[0]["recomputed_fraction"]
+        }
+        sharing["macs_vs_independent"] = sum(r["macs_total"] for r in runs) / sum(r["macs_dense_total"] for r in runs)
     for task, m in models.items():
+        if shared is not None:  # what the engine stores and executed per frame, not a dense model's
+            subs = shared.subtasks
+            stored = subs[task].storage()["values"] if task in subs else count_parameters(shared.base)
+            metrics[task]["params_M"] = stored / 1e6
+            frames = sum(r["frames"] for r in runs)
+            metrics[task]["GMACs"] = sum(r["macs"][task] for r in runs) / frames / 1e9
+            continue
         metrics[task]["params_M"] = count_parameters(m) / 1e6
         metrics[task]["GMACs"] = count_gmacs(m, size)
         if args.latency_runs:
@@ -73,6 +122,8 @@ def main(argv: list[str]) -> int:
         "provenance": {k: v for k, v in meta.get("provenance", {}).items() if k != "config"},
         "metrics": metrics,
     }
+    if sharing:
+        results["sharing"] = sharing
     json_path, md_path = write_reports(results, args.out, title=f"Evaluation on {args.dataset}/{args.split}")
     for task, res in metrics.items():
         shown = {k: round(v, 4) for k, v in res.items() if isinstance(v, float)}

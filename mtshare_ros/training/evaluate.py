@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,13 @@ def evaluate(
     info: DistInfo | None = None,
     amp: bool = False,
     progress: bool = True,
+    forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Metrics per task over ``batches`` (this process's share; results are summed over processes)."""
+    """Metrics per task over ``batches`` (this process's share; results are summed over processes).
+
+    ``forward``, when given, produces every task's output in one call (the shared engine) instead of
+    one call per model; ``models`` then only names the tasks and is put in eval mode.
+    """
     info = info or DistInfo()
     metrics = {task: build_metrics(task, num_classes) for task in models}
     was_training = {task: m.training for task, m in models.items()}
@@ -43,7 +48,7 @@ def evaluate(
     for batch in tqdm(batches, desc="eval", disable=not (progress and info.is_main), mininterval=5):
         x = normalise(batch["image"].to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            outputs = {task: m(x) for task, m in models.items()}
+            outputs = forward(x) if forward is not None else {task: m(x) for task, m in models.items()}
         for task, out in outputs.items():
             if task not in batch:
                 raise KeyError(f"the dataset provides no {task!r} ground truth (sample keys: {sorted(batch)})")
@@ -67,6 +72,14 @@ def markdown_report(results: dict[str, Any], title: str = "Evaluation") -> str:
     for key in ("checkpoint", "dataset", "root", "split", "samples"):
         if key in results:
             lines.append(f"- {key}: `{results[key]}`")
+    if "sharing" in results:
+        sh = results["sharing"]
+        rec = ", ".join(f"{t} {v:.3f}" for t, v in sh["recomputed_fraction"].items())
+        lines += [
+            f"- shared engine: threshold {sh['threshold']}, max_token_fraction {sh['max_token_fraction']} "
+            f"({sh['source']}); tokens recomputed: {rec}; executed MACs {sh['macs_vs_independent']:.3f}x the "
+            "independent models'. params_M is what is stored per task, GMACs what ran per frame.",
+        ]
     lines.append("")
     for task, res in results["metrics"].items():
         extra = ("params_M", "GMACs", "latency_median_ms")
