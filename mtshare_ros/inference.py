@@ -237,4 +237,8 @@ def describe_checkpoint(checkpoint: str) -> str:
     prov = ckpt.get("provenance", {}) if isinstance(ckpt, dict) else {}
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
     kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
-    return f"{path} [{kind}] ({what or 'no provenance recorded'})"
+    line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
+    subs = [f.name for f in DEFAULT_SUBTASKS.values() if f.is_file()]
+    if checkpoint == "default" and subs:
+        line += f" + trained sub-task deltas for the shared engine: {', '.join(subs)}"
+    return line
