@@ -6,7 +6,9 @@
 # as overrides (e.g. train.threads=4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MTSHARE=(python -m mtshare_ros.cli share-train)
+PY=${PYTHON:-.venv/bin/python}  # the repository's virtual environment (make venv); PYTHON=... for another
+[ -x "$PY" ] || PY=python3
+MTSHARE=("$PY" -m mtshare_ros.cli share-train)
 "${MTSHARE[@]}" --config config/train/shared_lowrank_step1.yaml task=depth "$@"
 "${MTSHARE[@]}" --config config/train/shared_lowrank_step3.yaml task=depth "$@"
 "${MTSHARE[@]}" --config config/train/shared_lowrank_step1.yaml task=normals init=runs/shared/depth_lowrank_step3.pt "$@"
