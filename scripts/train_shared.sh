@@ -3,13 +3,29 @@
 # (sharing steps 1 and 3 of the method, see config/train/shared_lowrank_step*.yaml) and exports them as
 # mtshare_ros/weights/default_depth.pt and default_normals.pt. Needs data/synthetic and
 # data/synthetic_train (see config/train/synthetic_small.yaml). Extra arguments are passed to every step
-# as overrides (e.g. train.threads=4).
+# as overrides (e.g. train.threads=4). PARALLEL=1 trains the two sub-tasks at the same time (they are
+# independent; on 2 cores, two 1-thread runs finish sooner than two 2-thread runs one after the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}  # the repository's virtual environment (make venv); PYTHON=... for another
 [ -x "$PY" ] || PY=python3
-MTSHARE=("$PY" -m mtshare_ros.cli share-train)
-"${MTSHARE[@]}" --config config/train/shared_lowrank_step1.yaml task=depth "$@"
-"${MTSHARE[@]}" --config config/train/shared_lowrank_step3.yaml task=depth "$@"
-"${MTSHARE[@]}" --config config/train/shared_lowrank_step1.yaml task=normals init=runs/shared/depth_lowrank_step3.pt "$@"
-"${MTSHARE[@]}" --config config/train/shared_lowrank_step3.yaml task=normals "$@"
+
+chain() {  # task, overrides...
+  local task=$1
+  shift
+  "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step1.yaml task="$task" "$@"
+  "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3.yaml task="$task" "$@"
+}
+
+if [ "${PARALLEL:-0}" = 1 ]; then
+  mkdir -p runs/shared
+  chain depth train.threads=1 "$@" > runs/shared/depth.log 2>&1 &
+  depth=$!
+  chain normals train.threads=1 "$@" > runs/shared/normals.log 2>&1 &
+  normals=$!
+  wait "$depth"
+  wait "$normals"
+else
+  chain depth "$@"
+  chain normals "$@"
+fi
