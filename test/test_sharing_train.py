@@ -124,7 +124,8 @@ def test_lowrank_steps_with_a_shared_prefix_export_a_subtask_that_attaches_to_it
 
     dense = _base_checkpoint(tmp_path)
     s1, s3, sub = tmp_path / "n1.pt", tmp_path / "n3.pt", tmp_path / "normals_sub.pt"
-    lowrank = ["task=normals", "delta=lowrank", "rank=4", "start_layer=1", "head_channels=24", *COMMON]
+    lowrank = ["task=normals", "delta=lowrank", "rank=4", "start_layer=1", "head_channels=24", *COMMON,
+               "train.batch_augment.hflip=true", "train.batch_augment.colour=0.2"]
     assert main([*lowrank, "step=l1", f"base_checkpoint={dense}", f"out={s1}"]) == 0
     step3 = ["step=activation", f"init={s1}", f"out={s3}", f"export={sub}", "train.max_token_fraction=0.5"]
     assert main([*lowrank, *step3, "train.threshold=0.01"]) == 0

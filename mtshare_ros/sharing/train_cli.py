@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": None,
         "device": "auto",
         "log_every": 10,
+        "batch_augment": {"hflip": False, "colour": 0.0},  # as in the task models' training (no zoom)
     },
 }
 
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         crop=tuple(t["crop"]) if t["crop"] else None,
         seed=t["seed"],
         log_every=t["log_every"],
+        augment=t["batch_augment"],
     )
     st = shared.subtasks[cfg["task"]]
     prov = {"config": cfg, "history": history, "delta_sparsity": delta_sparsity(st), "storage": st.storage()}

@@ -29,7 +29,9 @@ from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT
 from mtshare_ros.sharing.deltas import DenseDelta, LowRankDelta, ZeroDelta, compress
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view, owned
+from mtshare_ros.training.distributed import DistInfo
 from mtshare_ros.training.losses import task_loss
+from mtshare_ros.training.trainer import batch_augment
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,12 @@ def train_subtask(
     crop: tuple[int, int] | None = None,
     seed: int = 0,
     log_every: int = 10,
+    augment: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``shared.subtasks[task]`` for ``steps`` optimiser steps of the given method step.
 
     ``penalty_weight`` weighs the step's penalty (step 1: on ``dW``; step 3: on activation deltas).
+    ``augment``: ``{"hflip": bool, "colour": float}``, the in-loop augmentation of the task models' training.
     Returns the logged history (loss, penalty, recomputed fraction).
     """
     if step not in STEPS:
@@ -151,8 +155,12 @@ def train_subtask(
     gate = step == "activation"
     for i in range(steps):
         batch, offset = _crop(next(batches), crop, shared.cfg.patch_size, g)
-        x = normalise(batch["image"].to(device))
-        target = {task: batch[task].to(device)}
+        image, target = batch["image"].to(device), {task: batch[task].to(device)}
+        if augment:
+            image, target = batch_augment(
+                image, target, i, seed, DistInfo(), bool(augment.get("hflip")), float(augment.get("colour", 0.0))
+            )
+        x = normalise(image)
         raw = shared.run_raw(
             x,
             thresholds=threshold if gate else 0.0,
