@@ -191,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     st = shared.subtasks[cfg["task"]]
     prov = {"config": cfg, "history": history, "delta_sparsity": delta_sparsity(st), "storage": st.storage()}
-    record[f"{cfg['task']}/{cfg['step']}"] = prov
+    key = f"{cfg['task']}/{cfg['step']}"
+    if key in record:  # a step run again (e.g. on full frames) adds a record rather than replacing one
+        n = 2
+        while f"{key}#{n}" in record:
+            n += 1
+        key = f"{key}#{n}"
+    record[key] = prov
     path = save_shared(cfg["out"], shared.cpu(), names, provenance={"train_steps": record})
     log.info("wrote %s (%s step %s; sub-task stores %d values)", path, cfg["task"], cfg["step"], st.storage()["values"])
     if cfg["export"]:
