@@ -36,7 +36,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=10.0, help="camera rate in Hz (default 10)")
     p.add_argument("--height", type=int, default=480, help="camera image height (default 480)")
     p.add_argument("--width", type=int, default=640, help="camera image width (default 640)")
-    p.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=39,
+        help="scene seed (default 39: a room of the standard synthetic val split, which no shipped model trained "
+        "on; seeds 0-33 are training rooms and give optimistic accuracy)",
+    )
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--checkpoint", default="default", help="checkpoint for the node (default: shipped weights)")
     return p.parse_args(argv)
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms_p95": float(np.percentile(latencies, 95)),
         "accuracy_vs_ground_truth": accuracy(frames, stamps, outputs),
         "model": describe_checkpoint(args.checkpoint),
+        "scene_seed": args.seed,
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.out / "summary.md").write_text(summary_markdown(summary))
@@ -191,6 +198,9 @@ def summary_markdown(s: dict) -> str:
         "# mtshare demo",
         "",
         f"Model: {s['model']}",
+        "",
+        f"Scene: synthetic room {s['scene_seed']}"
+        + (" (held out: a val room of the standard split)" if 34 <= s["scene_seed"] <= 39 else ""),
         "",
         f"- frames sent at {s['camera_fps']:g} Hz: {s['frames_sent']}; "
         f"with all outputs back: {s['frames_with_all_outputs']}; dropped by the node (latest-frame policy): "
