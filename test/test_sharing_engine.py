@@ -265,3 +265,22 @@ def test_shared_prefix_layers_cost_nothing_and_the_rest_stays_exact():
     assert per_layer[0] == per_layer[1] == 0 and per_layer[2] > 0
     assert [layer["depth"]["recomputed"] for layer in stats["layers"]] == [0.0, 0.0, 1.0]
     assert thr_stats["macs"]["depth"] <= stats["macs"]["depth"]
+
+
+def test_lowrank_weight_score_equals_the_explicit_norm():
+    """The token score's weight term for low-rank deltas (computed through B^T B) is |dW h|, written out."""
+    from mtshare_ros.sharing.engine import _Counter
+
+    base, subs = _models(noise=0.1)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    st, blk = shared.subtasks["depth"], base.encoder.blocks[1]
+    x = torch.randn(2, 15, CFG.embed_dim, generator=torch.Generator().manual_seed(2))
+    ones = torch.ones(2, 15)
+    with torch.no_grad():
+        got = shared._weight_score(1, blk, st, x, (ones, ones), torch.zeros(2, 15), _Counter(["depth"], 3))
+        want = torch.zeros(2, 15)
+        for lin, norm in (("attn.qkv", "norm1"), ("mlp.fc1", "norm2")):
+            w, b = st.vector(f"blocks.1.{norm}.weight"), st.vector(f"blocks.1.{norm}.bias")
+            h = F.layer_norm(x, (CFG.embed_dim,), w, b, getattr(blk, norm).eps)
+            want = torch.maximum(want, (h @ st.delta(f"blocks.1.{lin}.weight").dense().t()).norm(dim=-1))
+    assert torch.allclose(got, want / (1 + 1e-6), rtol=1e-4, atol=1e-5)

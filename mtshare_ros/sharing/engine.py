@@ -52,6 +52,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from mtshare_ros.models.vit import DenseViT
+from mtshare_ros.sharing.deltas import LowRankDelta
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.tokens import (
     Selection,
@@ -245,9 +246,10 @@ class SharedMultiTaskModel(nn.Module):
         A token whose block input equals the base's can still get another activation from the sub-task's
         delta: at the first layer a sub-task owns, every input equals the base's. Its change of the QKV
         and first-MLP activations, ``|dW h| / |W_base h_base|`` (``h`` the sub-task's normed input; the
-        MLP's taken at the block input, an estimate), is as cheap as the delta (low rank: ``r`` per
-        channel) and counts in the executed MACs. Fused deltas (dense, sparse) would cost a dense product
-        here, so they are judged by their inputs only.
+        MLP's taken at the block input, an estimate), is cheap for a low-rank delta: ``|B A h|`` is
+        ``sqrt(z^T (B^T B) z)`` with ``z = A h``, ``r * (in + r)`` per token; it counts in the executed
+        MACs. Fused deltas (dense, sparse) would cost a dense product here, so they are judged by their
+        inputs only.
         """
         pre = f"blocks.{li}."
         rows = x_s.shape[0] * x_s.shape[1]
@@ -255,9 +257,17 @@ class SharedMultiTaskModel(nn.Module):
             d = st.delta(pre + name + ".weight")
             if d.fused or d.kind == "zero":
                 continue
-            change = d.apply(self._ln(x_s, st, pre + norm, getattr(blk, norm).eps))
-            score = torch.maximum(score, change.float().norm(dim=-1) / (base_norm + 1e-6))
-            cnt.add(st.task, li + 1, d.apply_macs(rows))
+            h = self._ln(x_s, st, pre + norm, getattr(blk, norm).eps)
+            if isinstance(d, LowRankDelta):
+                # |B A h| = sqrt(z^T (B^T B) z) with z = A h: r x r per token instead of out x r
+                z = h @ d.a.t()
+                gram = d.b.t() @ d.b
+                change_norm = ((z @ gram) * z).sum(-1).float().clamp_min(1e-12).sqrt()
+                cnt.add(st.task, li + 1, rows * d.rank * (d.in_features + d.rank) + d.out_features * d.rank**2)
+            else:
+                change_norm = d.apply(h).float().norm(dim=-1)
+                cnt.add(st.task, li + 1, d.apply_macs(rows))
+            score = torch.maximum(score, change_norm / (base_norm + 1e-6))
         return score
     def _sub_block(
         self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
