@@ -41,10 +41,11 @@ from tqdm import tqdm
 
 from mtshare_ros.inference import load_task_models
 from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS, load_checkpoint
-from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT, ModelConfig, build_task_models
+from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
 from mtshare_ros.sharing.train_steps import subtask_from_base, train_subtask
+from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.losses import task_loss
 from mtshare_ros.training.metrics import build_metrics
 from mtshare_ros.training.toy_data import ToyScenes
@@ -83,12 +84,6 @@ def load_eval_samples(root: Path, split: str, size: tuple[int, int], n: int) -> 
     ds = ToyScenes(length=n, size=size, seed=1)
     desc = f"no synthetic data ({root / 'READY'} not found): {n} toy scenes as inputs, deviations only"
     return [ds[i] for i in range(n)], desc, False
-
-
-def normalise(image: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(image)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(image)
-    return (image - mean) / std
 
 
 def load_trained_shared(

@@ -232,8 +232,8 @@ class SharedMultiTaskModel(nn.Module):
         q, k, v = qkv.unbind(0)
         o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
         mid = x + blk.ls1(attn.proj(o))
-        fc1_out = blk.mlp.fc1(blk.norm2(mid))
         mlp = blk.mlp
+        fc1_out = mlp.fc1(blk.norm2(mid))
         y = mid + blk.ls2(mlp.drop2(mlp.fc2(mlp.norm(mlp.drop1(mlp.act(fc1_out))))))
         norms = (qkv_out.float().norm(dim=-1), fc1_out.float().norm(dim=-1)) if want_norms else None
         return y, k, v, norms
@@ -269,6 +269,7 @@ class SharedMultiTaskModel(nn.Module):
                 cnt.add(st.task, li + 1, d.apply_macs(rows))
             score = torch.maximum(score, change_norm / (base_norm + 1e-6))
         return score
+
     def _sub_block(
         self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
     ) -> dict[str, torch.Tensor]:

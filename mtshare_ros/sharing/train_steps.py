@@ -25,23 +25,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, DenseViT
+from mtshare_ros.models.vit import DenseViT
 from mtshare_ros.sharing.deltas import DenseDelta, LowRankDelta, ZeroDelta, compress
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view, owned
 from mtshare_ros.training.distributed import DistInfo
+from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.losses import task_loss
 from mtshare_ros.training.trainer import batch_augment
 
 log = logging.getLogger(__name__)
 
 STEPS = ("l1", "pattern", "activation")
-
-
-def normalise(image: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    return (image - mean) / std
 
 
 def subtask_from_base(

@@ -96,12 +96,12 @@ def main(argv: list[str]) -> int:
             t: sum(r["recomputed_fraction"][t] for r in runs) / len(runs) for t in runs[0]["recomputed_fraction"]
         }
         sharing["macs_vs_independent"] = sum(r["macs_total"] for r in runs) / sum(r["macs_dense_total"] for r in runs)
+    frames = sum(r["frames"] for r in runs) if shared is not None else 0
     for task, m in models.items():
         if shared is not None:  # what the engine stores and executed per frame, not a dense model's
             subs = shared.subtasks
             stored = subs[task].storage()["values"] if task in subs else count_parameters(shared.base)
             metrics[task]["params_M"] = stored / 1e6
-            frames = sum(r["frames"] for r in runs)
             metrics[task]["GMACs"] = sum(r["macs"][task] for r in runs) / frames / 1e9
             continue
         metrics[task]["params_M"] = count_parameters(m) / 1e6
