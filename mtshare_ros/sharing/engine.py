@@ -1,19 +1,21 @@
 """The shared multi-task engine: the base task runs densely, sub-tasks recompute only changed tokens.
 
-Per encoder block ``l`` and sub-task ``s``:
+Per encoder block ``l`` and sub-task ``s`` (the sub-tasks' residual streams are stacked along a leading task
+dimension, so every step below runs once for all of them):
 
 1. The base task runs the block on all tokens and keeps its input ``x_b``, output ``y_b`` and its
    attention keys/values ``K_b, V_b``.
 2. Each token is scored by how much its activation differs from the base's: its block input
    (``|x_s - x_b| / |x_b|``), and what the sub-task's own weights would change in its QKV and first-MLP
-   activations (``|dW h_s| / |W h_b|``, see ``_weight_score``; without this term a token whose input
+   activations (``|dW h_s| / |W h_b|``, see ``_scores``; without this term a token whose input
    equals the base's, as every token does at the first layer a sub-task owns, could never diverge).
    Tokens above the task's threshold (all tokens at threshold 0, which skips the scoring), at most
    ``ceil(max_token_fraction * N)`` of them, largest first, form the set ``S``; the others form ``U``.
 3. The rows of ``S`` are gathered and run through the sub-task's block: its LayerNorms, QKV, attention,
-   projection and MLP, with the weights ``W_base + dW``. The products with ``W_base`` run once on the
-   concatenated rows of all sub-tasks; each task then adds its own delta term (low-rank / row deltas)
-   or, for fused deltas, runs its rows through ``W_base + dW`` alone.
+   projection and MLP, with the weights ``W_base + dW`` (the compressed delta applied to the weights
+   once, cached outside training; see ``_block_params``). All sub-tasks select the same number of rows
+   (the largest need, the others padded with rows that are computed and thrown away), so their rows go
+   through each layer as one batched product.
 4. Each token of ``U`` keeps its own residual stream and takes the base task's update for this block:
    ``y_s = x_s + (y_b - x_b)``. The results of ``S`` are scattered over it.
 
@@ -29,7 +31,8 @@ What is exact and what is approximate:
   being skipped). The activation delta already carried by a ``U`` token is kept, not lost.
 * With threshold 0 and ``max_token_fraction = 1`` every token is in ``S`` and the engine computes the
   dense sub-task model ``W_base + dW`` exactly (up to float rounding; tested to 1e-4 in fp32).
-* Embedding, final LayerNorm and heads run on all tokens for every task.
+* Embedding, final LayerNorm and heads run on all tokens for every task; sub-task heads of one layout
+  run together as grouped convolutions (``sharing/heads.py``), with the same outputs.
 * A sub-task with ``start_layer`` L > 0 shares the embedding and blocks 0..L-1 with the base outright
   (it stores nothing for them): it takes the base's activations at block L, exactly, at no cost.
 
@@ -53,14 +56,16 @@ from torch import nn
 
 from mtshare_ros.models.vit import DenseViT
 from mtshare_ros.sharing.deltas import LowRankDelta
+from mtshare_ros.sharing.heads import GroupedHeads, can_group
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.tokens import (
     Selection,
-    delta_score,
     gather_selected,
+    rows_needed,
     scatter_heads,
     scatter_rows,
     select_tokens,
+    stack_selections,
     token_budget,
 )
 
@@ -96,6 +101,17 @@ def _head_macs(head: nn.Module, run) -> tuple[Any, int]:
     return result, count[0]
 
 
+def _raise(score: torch.Tensor, idx: list[int], change: torch.Tensor) -> torch.Tensor:
+    """``score[idx] = max(score[idx], change)``, not in place, without a device index tensor (on CUDA that
+    would be a host-to-device copy in the per-layer loop)."""
+    if idx == list(range(score.shape[0])):
+        return torch.maximum(score, change)
+    rows = list(score.unbind(0))
+    for j, i in enumerate(idx):
+        rows[i] = torch.maximum(rows[i], change[j])
+    return torch.stack(rows)
+
+
 def _check_base(base: DenseViT) -> None:
     """The engine re-implements timm's pre-norm block; refuse variants it would compute wrongly."""
     if not isinstance(base.encoder.patch_embed.norm, nn.Identity):
@@ -127,6 +143,7 @@ class SharedMultiTaskModel(nn.Module):
                 raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
         self.base = base
         self.subtasks = nn.ModuleDict(subtasks)
+        self._fused: dict[tuple, Any] = {}  # weights with the deltas applied: see _block_params
 
     @property
     def cfg(self):
@@ -185,46 +202,15 @@ class SharedMultiTaskModel(nn.Module):
             cnt.add(st.task, 0, pos_d.dense_macs())
         return tok
 
-    def _linear(self, pre: str, lin: nn.Linear, rows: dict[str, torch.Tensor], layer: int, cnt: _Counter) -> dict:
-        """``rows[t] @ (W_base + dW_t).T + b_t`` for every task, the base product shared by additive deltas."""
-        w = lin.weight
-        out: dict[str, torch.Tensor] = {}
-        additive = [t for t in rows if not self.subtasks[t].delta(pre + ".weight").fused]
-        if additive:
-            cat = torch.cat([rows[t] for t in additive], 1) if len(additive) > 1 else rows[additive[0]]
-            parts = F.linear(cat, w).split([rows[t].shape[1] for t in additive], 1)
-            for t, part in zip(additive, parts, strict=True):
-                st = self.subtasks[t]
-                d = st.delta(pre + ".weight")
-                n_rows = rows[t].shape[0] * rows[t].shape[1]
-                y = d.add_to(part, rows[t])  # a new tensor: the in-place bias below touches nothing shared
-                if st.has_vector(pre + ".bias"):
-                    y.add_(st.vector(pre + ".bias"))
-                out[t] = y
-                cnt.add(t, layer, n_rows * w.numel() + d.apply_macs(n_rows))
-        for t in rows:
-            if t in out:
-                continue
-            st = self.subtasks[t]
-            wt = w + st.delta(pre + ".weight").dense().to(w)
-            bias = st.vector(pre + ".bias") if st.has_vector(pre + ".bias") else None
-            out[t] = F.linear(rows[t], wt, bias)
-            cnt.add(t, layer, rows[t].shape[0] * rows[t].shape[1] * w.numel())
-        return out
-
     @staticmethod
     def _ln(x: torch.Tensor, st: SubTaskDelta, name: str, eps: float) -> torch.Tensor:
         return F.layer_norm(x, (x.shape[-1],), st.vector(name + ".weight"), st.vector(name + ".bias"), eps)
-
-    @staticmethod
-    def _ls(x: torch.Tensor, st: SubTaskDelta, name: str) -> torch.Tensor:
-        return x * st.vector(name + ".gamma") if st.has_vector(name + ".gamma") else x
 
     def _base_block(
         self, blk: nn.Module, x: torch.Tensor, want_norms: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """timm ``Block.forward`` on all tokens, keeping the keys and values (and, when asked, the per-token
-        norms of the QKV and first MLP activations, the denominators of ``_weight_score``)."""
+        norms of the QKV and first MLP activations, the denominators of ``_scores``)."""
         b, n, c = x.shape
         attn = blk.attn
         qkv_out = attn.qkv(blk.norm1(x))
@@ -238,73 +224,168 @@ class SharedMultiTaskModel(nn.Module):
         norms = (qkv_out.float().norm(dim=-1), fc1_out.float().norm(dim=-1)) if want_norms else None
         return y, k, v, norms
 
-    def _weight_score(
-        self, li: int, blk: nn.Module, st: SubTaskDelta, x_s: torch.Tensor, norms, score: torch.Tensor, cnt: _Counter
+    def _scores(
+        self, li: int, blk: nn.Module, names: list[str], xs: torch.Tensor, x_b: torch.Tensor, norms, cnt: _Counter
     ) -> torch.Tensor:
-        """``score`` raised to what the sub-task's own weights change, token by token.
+        """Per sub-task and token, how much its activation differs from the base's (T, B, N), float32.
 
-        A token whose block input equals the base's can still get another activation from the sub-task's
-        delta: at the first layer a sub-task owns, every input equals the base's. Its change of the QKV
-        and first-MLP activations, ``|dW h| / |W_base h_base|`` (``h`` the sub-task's normed input; the
-        MLP's taken at the block input, an estimate), is cheap for a low-rank delta: ``|B A h|`` is
-        ``sqrt(z^T (B^T B) z)`` with ``z = A h``, ``r * (in + r)`` per token; it counts in the executed
-        MACs. Fused deltas (dense, sparse) would cost a dense product here, so they are judged by their
-        inputs only.
+        The largest of: the block input's relative change ``|x_s - x_b| / |x_b|``, and what the sub-task's
+        own weights change in its QKV and first-MLP activations, ``|dW h| / |W_base h_base|`` (``h`` the
+        sub-task's normed input; the MLP's taken at the block input, an estimate). Without the second, a
+        token whose input equals the base's, as every token is at the first layer a sub-task owns, could
+        never diverge. For a low-rank delta it is cheap: ``|B A h| = sqrt(z^T (B^T B) z)`` with
+        ``z = A h``, ``r * (in + r)`` per token, counted in the executed MACs. Fused deltas (dense, sparse)
+        would cost a dense product here, so they are judged by their inputs only.
         """
-        pre = f"blocks.{li}."
-        rows = x_s.shape[0] * x_s.shape[1]
-        for name, norm, base_norm in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
-            d = st.delta(pre + name + ".weight")
-            if d.fused or d.kind == "zero":
+        t_n, b, n, c = xs.shape
+        base_norm = x_b.float().norm(dim=-1)
+        score = (xs.float() - x_b.float()).norm(dim=-1) / (base_norm + 1e-6)
+        for name, norm, base_out in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
+            groups, others = self._cached((li, name, tuple(names)), lambda name=name, norm=norm: self._score_factors(
+                li, name, norm, names))
+            eps = getattr(blk, norm).eps
+            for i in others:  # additive deltas of other structures (rows): their own delta term
+                st = self.subtasks[names[i]]
+                d = st.delta(f"blocks.{li}.{name}.weight")
+                change = d.apply(self._ln(xs[i], st, f"blocks.{li}.{norm}", eps)).float().norm(dim=-1)
+                score = _raise(score, [i], (change / (base_out + 1e-6)).unsqueeze(0))
+                cnt.add(names[i], li + 1, d.apply_macs(b * n))
+            if not groups:
                 continue
-            h = self._ln(x_s, st, pre + norm, getattr(blk, norm).eps)
-            if isinstance(d, LowRankDelta):
-                # |B A h| = sqrt(z^T (B^T B) z) with z = A h: r x r per token instead of out x r
-                z = h @ d.a.t()
-                gram = d.b.t() @ d.b
-                change_norm = ((z @ gram) * z).sum(-1).float().clamp_min(1e-12).sqrt()
-                cnt.add(st.task, li + 1, rows * d.rank * (d.in_features + d.rank) + d.out_features * d.rank**2)
-            else:
-                change_norm = d.apply(h).float().norm(dim=-1)
-                cnt.add(st.task, li + 1, d.apply_macs(rows))
-            score = torch.maximum(score, change_norm / (base_norm + 1e-6))
+            h0 = F.layer_norm(xs, (c,), eps=eps).reshape(t_n, b * n, c)
+            for idx, a_t, a_b, gram in groups:  # sub-tasks of one delta rank, batched
+                h = h0 if len(idx) == t_n else torch.stack([h0[i] for i in idx])
+                z = torch.baddbmm(a_b, h, a_t)
+                change = (torch.bmm(z, gram) * z).sum(-1).float().clamp_min(1e-12).sqrt().view(len(idx), b, n)
+                score = _raise(score, idx, change / (base_out + 1e-6))
+                for i in idx:
+                    cnt.add(names[i], li + 1, b * n * a_t.shape[-1] * (c + a_t.shape[-1]))
         return score
 
-    def _sub_block(
-        self, li: int, blk: nn.Module, x_b, upd_b, k_b, v_b, xs: dict, sels: dict[str, Selection], cnt: _Counter
-    ) -> dict[str, torch.Tensor]:
-        """Block ``li`` for every sub-task: selected rows recomputed together, the rest take the base's update."""
+    def _score_factors(self, li: int, name: str, norm: str, names: list[str]) -> tuple[list[tuple], list[int]]:
+        """Low-rank factors of ``blocks.li.name`` for the weight term of ``_scores``, grouped by rank:
+        (task indices, ``(A diag(g))^T`` (T, C, r), ``(A beta)`` (T, 1, r), ``B^T B`` (T, r, r)) with the
+        sub-task's LayerNorm ``g, beta`` folded into ``A``, so the normed input needs no per-task affine;
+        and the indices of sub-tasks with other additive deltas (scored one by one)."""
         pre = f"blocks.{li}."
-        layer = li + 1
-        out = {t: xs[t] + upd_b for t in xs if not sels[t].full}  # reused tokens: the base's update
-        active = [t for t in xs if sels[t].k > 0]
-        if not active:
+        by_rank: dict[int, list[int]] = {}
+        others = []
+        for i, t in enumerate(names):
+            d = self.subtasks[t].delta(pre + name + ".weight")
+            if isinstance(d, LowRankDelta):
+                by_rank.setdefault(d.rank, []).append(i)
+            elif not d.fused and d.kind != "zero":
+                others.append(i)
+        groups = []
+        for idx in by_rank.values():
+            subs = [self.subtasks[names[i]] for i in idx]
+            deltas = [st.delta(pre + name + ".weight") for st in subs]
+            g = [st.vector(pre + norm + ".weight") for st in subs]
+            beta = [st.vector(pre + norm + ".bias") for st in subs]
+            a_t = torch.stack([(d.a * gi).t() for d, gi in zip(deltas, g, strict=True)])
+            a_b = torch.stack([d.a @ bi for d, bi in zip(deltas, beta, strict=True)]).unsqueeze(1)
+            gram = torch.stack([d.b.t() @ d.b for d in deltas])
+            groups.append((idx, a_t, a_b, gram))
+        return groups, others
+
+    def _block_params(self, li: int, blk: nn.Module, tasks: list[str]) -> dict[str, torch.Tensor | None]:
+        """Block ``li`` of ``tasks`` stacked along a leading task dimension: each linear layer's
+        ``(W_base + dW)^T`` (T, in, out) and bias (T, 1, out), the LayerNorm scale and shift before QKV and
+        the MLP folded into them (exact: the norm runs without its affine), and layer scales or None.
+
+        The deltas are applied to the weights once (outside training the result is cached until the
+        module is trained, moved or loaded again): the sub-tasks' gathered rows then go through one
+        batched product per layer, the cheapest form on CPU and GPU alike, while only the compressed
+        ``dW`` is stored. In training the sum is rebuilt every call, so gradients reach ``dW``.
+        """
+        return self._cached((li, tuple(tasks)), lambda: self._build_block_params(li, blk, tasks))
+
+    def _build_block_params(self, li: int, blk: nn.Module, tasks: list[str]) -> dict[str, torch.Tensor | None]:
+        pre = f"blocks.{li}."
+        subs = [self.subtasks[t] for t in tasks]
+        p: dict[str, torch.Tensor | None] = {}
+        folded = {"attn.qkv": "norm1", "mlp.fc1": "norm2"}  # LayerNorm affine folded into the next product
+        for name, lin in (("attn.qkv", blk.attn.qkv), ("attn.proj", blk.attn.proj), ("mlp.fc1", blk.mlp.fc1),
+                          ("mlp.fc2", blk.mlp.fc2)):
+            w_t, bias = [], []
+            for st in subs:
+                wt = (lin.weight + st.delta(pre + name + ".weight").dense().to(lin.weight)).t()  # (in, out)
+                bt = st.vector(pre + name + ".bias") if st.has_vector(pre + name + ".bias") else lin.bias
+                if name in folded:  # (x_hat * g + beta) W^T + b = x_hat (g W^T) + (beta W^T + b)
+                    ln = pre + folded[name]
+                    bt = bt + st.vector(ln + ".bias") @ wt
+                    wt = st.vector(ln + ".weight").unsqueeze(1) * wt
+                w_t.append(wt)
+                bias.append(bt)
+            p[name + ".weight"] = torch.stack(w_t).contiguous()
+            p[name + ".bias"] = torch.stack(bias).unsqueeze(1)
+        for name in ("ls1", "ls2"):
+            have = [st.has_vector(pre + name + ".gamma") for st in subs]
+            p[name] = (
+                torch.stack([st.vector(pre + name + ".gamma") if h else torch.ones_like(blk.norm1.weight)
+                             for st, h in zip(subs, have, strict=True)]).unsqueeze(1)
+                if any(have) else None
+            )
+        return p
+
+    def _cached(self, key: tuple, build: Any) -> Any:
+        """``build()``, kept for the next frame when nothing is training (no gradients, eval mode)."""
+        if self.training or torch.is_grad_enabled():
+            return build()
+        if key not in self._fused:
+            self._fused[key] = build()
+        return self._fused[key]
+
+    def _grouped_heads(self, tasks: list[str]) -> GroupedHeads:
+        """The heads of ``tasks`` as one grouped network (``sharing/heads.py``); cached like ``_block_params``."""
+        return self._cached(("heads", tuple(tasks)), lambda: GroupedHeads([self.subtasks[t].head for t in tasks]))
+
+    def train(self, mode: bool = True) -> SharedMultiTaskModel:
+        self._fused.clear()  # weights are about to change
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .half(), .cuda(): the cache would be stale
+        self._fused.clear()
+        return super()._apply(fn, recurse)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._fused.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _sub_block(
+        self, li: int, blk: nn.Module, names: list[str], x_b, upd_b, k_b, v_b, xs: torch.Tensor, sel: Selection,
+        cnt: _Counter,
+    ) -> torch.Tensor:
+        """Block ``li`` for the stacked sub-tasks ``xs`` (T, B, N, C): the selected rows of all of them (one row
+        count; ``sel`` is over their T * B frames) go through the same batched products; the other tokens
+        take the base's update."""
+        t_n, b, n, c = xs.shape
+        k = sel.k
+        out = xs if sel.full else xs + upd_b  # reused tokens: the base's update
+        if k == 0:
             return out
         attn = blk.attn
         heads, hd = attn.num_heads, attn.head_dim
-        b, n, c = x_b.shape
-        subs = {t: self.subtasks[t] for t in active}
-        xr = {t: gather_selected(xs[t], sels[t]) for t in active}
-        h = {t: self._ln(xr[t], subs[t], pre + "norm1", blk.norm1.eps) for t in active}
-        qkv = self._linear(pre + "attn.qkv", attn.qkv, h, layer, cnt)
-        o = {}
-        for t in active:
-            k_rows = sels[t].k
-            q, k, v = qkv[t].reshape(b, k_rows, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
-            kk = scatter_heads(k_b, sels[t], k)
-            vv = scatter_heads(v_b, sels[t], v)
-            o[t] = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(b, k_rows, c)
-            cnt.add(t, layer, 2 * b * k_rows * n * heads * hd)
-        a = self._linear(pre + "attn.proj", attn.proj, o, layer, cnt)
-        mid = {t: xr[t] + self._ls(a[t], subs[t], pre + "ls1") for t in active}
-        h2 = {t: self._ln(mid[t], subs[t], pre + "norm2", blk.norm2.eps) for t in active}
-        f1 = self._linear(pre + "mlp.fc1", blk.mlp.fc1, h2, layer, cnt)
-        f1 = {t: blk.mlp.act(f1[t]) for t in active}
-        f2 = self._linear(pre + "mlp.fc2", blk.mlp.fc2, f1, layer, cnt)
-        for t in active:
-            yr = mid[t] + self._ls(f2[t], subs[t], pre + "ls2")
-            out[t] = yr if sels[t].full else scatter_rows(out[t], sels[t], yr)
-        return out
+        p = self._block_params(li, blk, names)
+        flat = xs.reshape(t_n * b, n, c)
+        xr = gather_selected(flat, sel).reshape(t_n, b * k, c)
+
+        def linear(x: torch.Tensor, name: str) -> torch.Tensor:
+            return torch.baddbmm(p[name + ".bias"], x, p[name + ".weight"])
+
+        qkv = linear(F.layer_norm(xr, (c,), eps=blk.norm1.eps), "attn.qkv")
+        q, kr, vr = qkv.reshape(t_n * b, k, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        kk = scatter_heads(k_b.repeat(t_n, 1, 1, 1), sel, kr)
+        vv = scatter_heads(v_b.repeat(t_n, 1, 1, 1), sel, vr)
+        o = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(t_n, b * k, c)
+        a = linear(o, "attn.proj")
+        mid = xr + (a if p["ls1"] is None else a * p["ls1"])
+        f = linear(blk.mlp.act(linear(F.layer_norm(mid, (c,), eps=blk.norm2.eps), "mlp.fc1")), "mlp.fc2")
+        yr = (mid + (f if p["ls2"] is None else f * p["ls2"])).reshape(t_n * b, k, c)
+        macs = self._block_macs(blk, b * k, n)
+        for t in names:
+            cnt.add(t, li + 1, macs)
+        return scatter_rows(out.reshape(t_n * b, n, c), sel, yr).reshape(t_n, b, n, c)
 
     @staticmethod
     def _block_macs(blk: nn.Module, rows: int, n: int) -> int:
@@ -378,7 +459,9 @@ class SharedMultiTaskModel(nn.Module):
         pe = enc.patch_embed.proj
         cnt.add(base_task, 0, b * n * pe.weight.numel())
         start = {t: self.subtasks[t].start_layer for t in sub_names}
-        xs = {t: self._embed_sub(x, tok_b, grid, offset, self.subtasks[t], cnt) for t in sub_names if start[t] == 0}
+        names = [t for t in sub_names if start[t] == 0]  # the sub-tasks whose blocks run, stacked in xs
+        xs = torch.stack([self._embed_sub(x, tok_b, grid, offset, self.subtasks[t], cnt) for t in names]) \
+            if names else None
 
         feats = {t: [] for t in [base_task, *sub_names]}
         recomputed = {t: [] for t in sub_names}
@@ -387,43 +470,53 @@ class SharedMultiTaskModel(nn.Module):
         none = tok_b.new_zeros((), dtype=torch.long)
         x_b = tok_b
         for li, blk in enumerate(enc.blocks):
-            for t in sub_names:
-                if start[t] == li and li > 0:
-                    xs[t] = x_b  # identical to the base up to here (shared layers): its activations are ours
-            need = {t: thr[t] > 0 or budget < n or keep_scores for t in xs}
-            y_b, k_b, v_b, out_norms = self._base_block(blk, x_b, want_norms=any(need.values()))
+            joining = [t for t in sub_names if start[t] == li and li > 0]
+            if joining:  # identical to the base up to here (shared layers): its activations are theirs
+                new = x_b.unsqueeze(0).expand(len(joining), -1, -1, -1)
+                xs = new.contiguous() if xs is None else torch.cat([xs, new])
+                names += joining
+            need = [thr[t] > 0 or budget < n or keep_scores for t in names]
+            y_b, k_b, v_b, out_norms = self._base_block(blk, x_b, want_norms=any(need))
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
-            base_norm = x_b.float().norm(dim=-1) if any(need.values()) else None
-            sels = {}
-            for t in xs:
-                if need[t]:
-                    score = delta_score(xs[t], x_b, base_norm)
-                    score = self._weight_score(li, blk, self.subtasks[t], xs[t], out_norms, score, cnt)
-                else:
-                    score = x_b.new_zeros(b, n)
-                sels[t] = select_tokens(score.detach(), thr[t], budget, sync_free)
-                if keep_scores:
-                    scores[t].append(score)
-            xs = self._sub_block(li, blk, x_b, y_b - x_b, k_b, v_b, xs, sels, cnt)
+            if names:
+                score = (self._scores(li, blk, names, xs, x_b, out_norms, cnt) if any(need)
+                         else x_b.new_zeros(len(names), b, n, dtype=torch.float32))
+                # one row count for all sub-tasks, so that they share the block's products (padding is counted)
+                k = max(rows_needed(score[i], thr[t], budget, sync_free) for i, t in enumerate(names))
+                sel = stack_selections([select_tokens(score[i].detach(), thr[t], budget, sync_free, k)
+                                        for i, t in enumerate(names)])
+                xs = self._sub_block(li, blk, names, x_b, y_b - x_b, k_b, v_b, xs, sel, cnt)
+                counts = sel.valid.reshape(len(names), -1).sum(1)
             for t in sub_names:
-                recomputed[t].append(sels[t].valid.sum() if t in sels else none)
-                rows[t].append(sels[t].rows if t in sels else 0)
+                i = names.index(t) if t in names else None
+                recomputed[t].append(none if i is None else counts[i])
+                rows[t].append(0 if i is None else b * sel.k)
+                if keep_scores and i is not None:
+                    scores[t].append(score[i])
             x_b = y_b
             if li in self.cfg.feature_layers:
                 last = li == depth - 1
                 feats[base_task].append(enc.norm(x_b) if last else x_b)
                 for t in sub_names:
-                    if t not in xs:  # a shared layer: the base's feature is this task's
+                    if t not in names:  # a shared layer: the base's feature is this task's
                         feats[t].append(feats[base_task][-1])
                         continue
-                    st = self.subtasks[t]
-                    feats[t].append(self._ln(xs[t], st, "norm", enc.norm.eps) if last else xs[t])
+                    xt = xs[names.index(t)]
+                    feats[t].append(self._ln(xt, self.subtasks[t], "norm", enc.norm.eps) if last else xt)
 
         outputs = {}
         outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, x))
         cnt.add(base_task, depth + 1, m)
         head_macs = {base_task: m}
+        if can_group([self.subtasks[t].head for t in sub_names]):
+            outs, macs = self._grouped_heads(sub_names).forward([feats[t] for t in sub_names], grid, x)
+            for t, out, m in zip(sub_names, outs, macs, strict=True):
+                outputs[t] = out
+                cnt.add(t, depth + 1, m)
+                head_macs[t] = m
         for t in sub_names:
+            if t in outputs:
+                continue
             head = self.subtasks[t].head
             outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, x))
             cnt.add(t, depth + 1, m)

@@ -47,22 +47,33 @@ def token_budget(n_tokens: int, max_token_fraction: float) -> int:
     return min(n_tokens, int(math.ceil(max_token_fraction * n_tokens)))
 
 
-def select_tokens(score: torch.Tensor, threshold: float, budget: int, sync_free: bool) -> Selection:
+def rows_needed(score: torch.Tensor, threshold: float, budget: int, sync_free: bool) -> int:
+    """Rows per frame that ``select_tokens`` computes for these scores: the budget at threshold 0 or when
+    ``sync_free``, else the largest number of tokens above the threshold in any frame (capped by the budget;
+    reads one count back to the host, free on CPU)."""
+    if threshold <= 0 or sync_free:
+        return budget
+    return min(budget, int((score > threshold).sum(dim=1).max()))
+
+
+def select_tokens(
+    score: torch.Tensor, threshold: float, budget: int, sync_free: bool, k: int | None = None
+) -> Selection:
     """Tokens to recompute: ``score > threshold`` (every token when ``threshold <= 0``), at most ``budget``
     per frame, the largest scores first.
 
-    ``sync_free=False`` sizes the products to the largest number of selected tokens in the batch, which
-    reads one count back to the host (free on CPU). ``sync_free=True`` always computes ``budget`` rows
-    and marks those under the threshold invalid: no host synchronisation, but the cost is the budget.
-    Both give the same results.
+    The products are sized to ``k`` rows per frame, ``rows_needed`` by default. ``sync_free=False`` sizes
+    them to the largest number of selected tokens in the batch. ``sync_free=True`` always computes
+    ``budget`` rows and marks those under the threshold invalid: no host synchronisation, but the cost is
+    the budget. A larger ``k`` (at most ``budget``: several sub-tasks batched to one row count) adds
+    padding rows, marked invalid. All give the same results.
     """
     b, n = score.shape
-    if threshold <= 0:
-        above = torch.ones_like(score, dtype=torch.bool)
-        k = budget
-    else:
-        above = score > threshold
-        k = budget if sync_free else min(budget, int(above.sum(dim=1).max()))
+    if k is None:
+        k = rows_needed(score, threshold, budget, sync_free)
+    elif k > budget:
+        raise ValueError(f"k={k} rows exceed the token budget {budget}")
+    above = torch.ones_like(score, dtype=torch.bool) if threshold <= 0 else score > threshold
     if k == 0:
         empty = torch.zeros(b, 0, dtype=torch.long, device=score.device)
         return Selection(empty, empty.bool(), 0)
@@ -71,6 +82,16 @@ def select_tokens(score: torch.Tensor, threshold: float, budget: int, sync_free:
         return Selection(index, above, k, full=threshold <= 0)
     top = score.topk(k, dim=1)
     return Selection(top.indices, above.gather(1, top.indices), k)
+
+
+def stack_selections(sels: list[Selection]) -> Selection:
+    """Selections of equal ``k`` (one per sub-task) as one selection over their frames, task-major."""
+    k = sels[0].k
+    if any(s.k != k for s in sels):
+        raise ValueError(f"selections to stack need one row count, got {[s.k for s in sels]}")
+    return Selection(
+        torch.cat([s.index for s in sels]), torch.cat([s.valid for s in sels]), k, all(s.full for s in sels)
+    )
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

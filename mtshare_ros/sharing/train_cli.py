@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "rank": 16,
     "start_layer": 0,  # blocks before it (and the embedding) stay the base's: no delta, no token comparison
     "head_channels": None,  # width of the sub-task's head (None: the base's)
+    "head_init": None,  # step l1: a dense checkpoint whose model for the task gives the head its start
     "density": 0.05,
     "row_fraction": 0.1,
     "base_checkpoint": "default",
@@ -115,6 +116,20 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     return cfg
 
 
+def _init_head(head: torch.nn.Module, checkpoint: str, task: str) -> None:
+    """The sub-task's head starts from the independent model's: the same task, trained longer, on features that
+    differ only where the sub-task's deltas make them differ. Widths must match (``head_channels``)."""
+    models, _ = load_checkpoint(checkpoint, tasks=[task])
+    try:
+        head.load_state_dict(models[task].head.state_dict())
+    except RuntimeError as e:
+        raise ShareConfigError(
+            f"head_init: the {task} head of {checkpoint} does not fit the sub-task's head; set head_channels to "
+            f"its width ({models[task].cfg.head_channels}): {str(e).splitlines()[0]}"
+        ) from e
+    log.info("sub-task head starts from the %s head of %s", task, checkpoint)
+
+
 def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], dict[str, Any]]:
     """The shared model this step starts from (with the task's sub-task prepared for the step), its class
     names and the training record of the steps before."""
@@ -130,6 +145,10 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         shared.subtasks[task] = subtask_from_base(
             shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"], cfg["start_layer"], cfg["head_channels"]
         )
+        if cfg["head_init"]:
+            _init_head(shared.subtasks[task].head, cfg["head_init"], task)
+    elif cfg["head_init"]:
+        raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
     elif task not in shared.subtasks:
         raise ShareConfigError(f"{cfg['init']}: has no sub-task {task!r} to continue (has {list(shared.subtasks)})")
     if cfg["step"] == "pattern":

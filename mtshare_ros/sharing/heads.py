@@ -1,0 +1,101 @@
+"""Several sub-task heads of one width run as one network of grouped convolutions.
+
+Sub-task heads read different features but have the same layout (``DenseHead`` of one width), so the
+heads of T sub-tasks are one head T times as wide whose convolutions have ``groups = T``: channel block
+``t`` of every stage is task ``t``'s and never mixes with another's. GroupNorm over the concatenated
+channels with T times the groups is the per-task GroupNorm (its groups are contiguous channel blocks),
+the detail branch's first convolution reads the one image for all tasks; only the small output
+convolutions (different widths) run per task. The outputs are those of the separate heads, with fewer and
+larger operations: the heads dominate a sub-task's time once most tokens are skipped.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mtshare_ros.models.vit import DenseHead
+
+
+def can_group(heads: list[DenseHead]) -> bool:
+    """Whether the heads have one layout (width, detail branch, feature count) and can run grouped."""
+    if len(heads) < 2:
+        return False
+    first = heads[0]
+
+    def layout(h: DenseHead) -> tuple:
+        return (
+            tuple(h.fuse.weight.shape),
+            tuple(h.up1[0].weight.shape),
+            tuple(h.up2[0].weight.shape),
+            h.up1[1].num_groups,
+            h.up2[1].num_groups,
+            None if h.detail is None else tuple(h.detail[2].weight.shape),
+        )
+
+    return all(layout(h) == layout(first) for h in heads[1:])
+
+
+class GroupedHeads:
+    """The concatenated weights of ``heads`` (see the module docstring) and their grouped forward pass.
+
+    Holds tensors built from the heads' parameters (differentiable: built per call in training, cached
+    by the engine otherwise). ``forward`` returns each head's output and its executed multiply-adds.
+    """
+
+    def __init__(self, heads: list[DenseHead]) -> None:
+        if not can_group(heads):
+            raise ValueError("heads of different layouts cannot run grouped")
+        self.tasks = [h.task for h in heads]
+        self.groups = len(heads)
+        self.out_channels = [h.out.weight.shape[0] for h in heads]
+
+        def cat(get) -> torch.Tensor:
+            return torch.cat([get(h) for h in heads])
+
+        self.fuse = (cat(lambda h: h.fuse.weight), cat(lambda h: h.fuse.bias))
+        self.up1 = (cat(lambda h: h.up1[0].weight), cat(lambda h: h.up1[0].bias))
+        self.norm1 = (cat(lambda h: h.up1[1].weight), cat(lambda h: h.up1[1].bias))
+        self.up2 = (cat(lambda h: h.up2[0].weight), cat(lambda h: h.up2[0].bias))
+        self.norm2 = (cat(lambda h: h.up2[1].weight), cat(lambda h: h.up2[1].bias))
+        self.groups1 = heads[0].up1[1].num_groups * self.groups
+        self.groups2 = heads[0].up2[1].num_groups * self.groups
+        self.eps = heads[0].up1[1].eps, heads[0].up2[1].eps
+        self.out = [(h.out.weight, h.out.bias) for h in heads]  # per task: output widths differ
+        self.detail = None
+        if heads[0].detail is not None:
+            self.detail = [(cat(lambda h, i=i: h.detail[i].weight), cat(lambda h, i=i: h.detail[i].bias))
+                           for i in (0, 2, 4)]
+        self.stride = heads[0].detail[0].stride if heads[0].detail is not None else None
+
+    def forward(
+        self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """``feats[t]``: task ``t``'s encoder features, as ``DenseHead.forward`` takes them."""
+        g = self.groups
+        b = image.shape[0]
+        macs = [0] * g
+
+        def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, out=None, **kw) -> torch.Tensor:
+            y = F.conv2d(x, wb[0], wb[1], groups=groups, **kw)
+            pixels = y.shape[0] * y.shape[2] * y.shape[3]
+            for t, c in enumerate(out or [y.shape[1] // g] * g):  # output channels per task x fan-in
+                macs[t] += pixels * c * wb[0][0].numel()
+            return y
+
+        x = torch.cat([torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for f in fl], 1) for fl in feats], 1)
+        x = conv(x, self.fuse, g)
+        x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
+        x = F.gelu(F.group_norm(x, self.groups1, *self.norm1, self.eps[0]))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.detail is not None:
+            d = F.gelu(conv(image, self.detail[0], 1, stride=self.stride))  # one image, every task's filters
+            d = F.gelu(conv(d, self.detail[1], g, padding=1))
+            x = x + conv(d, self.detail[2], g)
+        x = conv(x, self.up2, g, padding=1)
+        x = F.gelu(F.group_norm(x, self.groups2, *self.norm2, self.eps[1]))
+        x = torch.cat([conv(xt, wb, 1, [0] * t + [wb[0].shape[0]]) for t, (xt, wb) in
+                       enumerate(zip(x.chunk(g, 1), self.out, strict=True))], 1)
+        x = F.interpolate(x, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
+        outs = [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]
+        return outs, macs
