@@ -141,3 +141,22 @@ def test_lowrank_steps_with_a_shared_prefix_export_a_subtask_that_attaches_to_it
         want, _ = trained(x, thresholds=0.01, max_token_fraction=0.5)
     assert torch.allclose(got["normals"], want["normals"], atol=2e-2)  # fp16 storage of the deltas
     assert stats["layers"][0]["normals"]["macs"] == 0 and stats["layers"][1]["normals"]["rows"] <= 12  # 24 tokens x 0.5
+
+
+def test_head_init_starts_the_subtask_head_from_the_independent_model(tmp_path):
+    import pytest
+
+    from mtshare_ros.sharing.train_cli import ShareConfigError, build_model, load_share_config
+
+    torch.manual_seed(0)
+    models = build_task_models(CFG, ["segmentation", "depth"]).eval()
+    dense = save_checkpoint(tmp_path / "dense.pt", models, CFG, SYNTHETIC_CLASSES)
+    args = ["task=depth", "step=l1", "delta=lowrank", f"base_checkpoint={dense}", f"head_init={dense}"]
+    shared, _, _ = build_model(load_share_config(None, args))
+    got = shared.subtasks["depth"].head.state_dict()
+    for name, value in models["depth"].head.state_dict().items():
+        assert torch.equal(got[name], value), name
+    with pytest.raises(ShareConfigError, match="head_channels to its width"):
+        build_model(load_share_config(None, [*args, "head_channels=24"]))
+    with pytest.raises(ShareConfigError, match="only step l1"):
+        load_share_config(None, ["task=depth", "step=activation", f"init={dense}", f"head_init={dense}"])

@@ -104,6 +104,8 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
         raise ShareConfigError(f"delta {cfg['delta']!r} must be one of sparse, rows, lowrank")
     if cfg["step"] != "l1" and not cfg["init"]:
         raise ShareConfigError(f"step {cfg['step']!r} continues a shared checkpoint: set 'init'")
+    if cfg["step"] != "l1" and cfg["head_init"]:
+        raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
     t = cfg["train"]
     for key in ("lr", "penalty_weight", "threshold", "max_token_fraction"):
         t[key] = float(t[key])
@@ -147,8 +149,6 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         )
         if cfg["head_init"]:
             _init_head(shared.subtasks[task].head, cfg["head_init"], task)
-    elif cfg["head_init"]:
-        raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
     elif task not in shared.subtasks:
         raise ShareConfigError(f"{cfg['init']}: has no sub-task {task!r} to continue (has {list(shared.subtasks)})")
     if cfg["step"] == "pattern":
