@@ -61,12 +61,20 @@ class GroupedHeads:
         self.groups1 = heads[0].up1[1].num_groups * self.groups
         self.groups2 = heads[0].up2[1].num_groups * self.groups
         self.eps = heads[0].up1[1].eps, heads[0].up2[1].eps
-        self.out = [(h.out.weight, h.out.bias) for h in heads]  # per task: output widths differ
+        self.out = [(h.out.weight, h.out.bias) for h in heads]  # per task: the output widths differ
         self.detail = None
         if heads[0].detail is not None:
             self.detail = [(cat(lambda h, i=i: h.detail[i].weight), cat(lambda h, i=i: h.detail[i].bias))
                            for i in (0, 2, 4)]
         self.stride = heads[0].detail[0].stride if heads[0].detail is not None else None
+
+    @staticmethod
+    def _pointwise(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, macs: list[int], t: int) -> torch.Tensor:
+        """A 1x1 convolution with few outputs as a matrix product: on CPU ~6x faster than the convolution."""
+        b, c, h, wd = x.shape
+        y = torch.matmul(w.view(w.shape[0], c), x.reshape(b, c, h * wd)) + bias.view(-1, 1)
+        macs[t] += y.numel() * c
+        return y.view(b, -1, h, wd)
 
     def forward(
         self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor
@@ -94,7 +102,7 @@ class GroupedHeads:
             x = x + conv(d, self.detail[2], g)
         x = conv(x, self.up2, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups2, *self.norm2, self.eps[1]))
-        x = torch.cat([conv(xt, wb, 1, [0] * t + [wb[0].shape[0]]) for t, (xt, wb) in
+        x = torch.cat([self._pointwise(xt, *wb, macs, t) for t, (xt, wb) in
                        enumerate(zip(x.chunk(g, 1), self.out, strict=True))], 1)
         x = F.interpolate(x, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
         outs = [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]
