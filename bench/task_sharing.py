@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("segmentation", "depth", "normals")
 GOALS = {"macs_vs_base": 1.35, "time_vs_base": 1.5, "storage_fraction": 0.15, "metric_rel": 0.03}
 HEADLINE = {"segmentation": "mIoU", "depth": "rmse", "normals": "mean_deg"}
-NODE_DEFAULT = (0.05, 0.3)  # sharing.threshold, sharing.max_token_fraction in config/mtshare.yaml
+NODE_DEFAULT = (0.05, 0.1)  # sharing.threshold, sharing.max_token_fraction in config/mtshare.yaml
 
 
 # ---------------------------------------------------------------- models and data

@@ -16,6 +16,7 @@ chain() {  # task, overrides...
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step1.yaml task="$task" "$@"
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3.yaml task="$task" "$@"
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3_full.yaml task="$task" "$@"
+  "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3_full2.yaml task="$task" "$@"
 }
 
 if [ "${PARALLEL:-0}" = 1 ]; then

@@ -142,10 +142,11 @@ class MtshareNode(LifecycleNode):
             )
         self.declare_parameter(
             "sharing.max_token_fraction",
-            0.3,
+            0.1,
             _descriptor(
                 "Upper bound on the fraction of tokens a sub-task recomputes per layer, largest changes first "
-                "(caps worst-case cost; 1 = no cap). The default is the shipped sub-tasks' training setting.",
+                "(caps worst-case cost; 1 = no cap). Default 0.1: faster than the shipped sub-tasks' training "
+                "setting (0.3) and as accurate on the held-out split.",
                 floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1.0)],
             ),
         )

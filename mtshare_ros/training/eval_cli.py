@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="THR:FRAC",
         help="evaluate the shared engine (base task in full, sub-tasks from their deltas) at token threshold THR "
-        "and max_token_fraction FRAC, e.g. 0.05:0.3 (the node's default); default: the independent models",
+        "and max_token_fraction FRAC, e.g. 0.05:0.1 (the node's default); default: the independent models",
     )
     return p
 
@@ -47,7 +47,7 @@ def _sharing_setting(text: str) -> tuple[float, float]:
     try:
         thr, frac = (float(v) for v in text.split(":"))
     except ValueError as exc:
-        raise ValueError(f"--sharing {text!r}: expected THR:FRAC, e.g. 0.05:0.3") from exc
+        raise ValueError(f"--sharing {text!r}: expected THR:FRAC, e.g. 0.05:0.1") from exc
     if thr < 0 or not 0 < frac <= 1:
         raise ValueError(f"--sharing {text!r}: threshold >= 0 and 0 < max_token_fraction <= 1")
     return thr, frac
