@@ -130,6 +130,11 @@ def test_train_and_eval_cli_write_checkpoint_json_and_markdown(tmp_path, capsys)
     assert eval_cli.main([*common, "--out", str(tmp_path / "s1.json"), "--sharing", "0.01:0.5"]) == 0
     capped = json.loads((tmp_path / "s1.json").read_text())["sharing"]
     assert capped["recomputed_fraction"]["depth"] <= 0.5 and capped["macs_vs_independent"] < 1.0
+    # one sub-task alone: the base task runs (the engine needs it) but only what was asked is reported
+    assert eval_cli.main([*common, "--out", str(tmp_path / "n.json"), "--sharing", "0:1", "--tasks", "normals"]) == 0
+    alone = json.loads((tmp_path / "n.json").read_text())["metrics"]
+    assert list(alone) == ["normals"]
+    assert alone["normals"]["mean_deg"] == pytest.approx(res["metrics"]["normals"]["mean_deg"], rel=1e-4)
     assert eval_cli.main([*common, "--out", str(tmp_path / "bad.json"), "--sharing", "0.1"]) == 2
     assert train_cli.main(["--config", str(cfg), "train.nope=1"]) == 2
     assert "train.nope" in capsys.readouterr().err

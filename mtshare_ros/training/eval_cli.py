@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
         def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
             out, stats = shared(x, thresholds=thr, max_token_fraction=frac, tasks=list(models))
             runs.append(stats)
-            return out
+            return {t: o for t, o in out.items() if t in models}  # the base task always runs; report what was asked
 
         sharing = {"threshold": thr, "max_token_fraction": frac, "source": meta.get("sharing_source", "shared")}
     metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False, forward=forward)
