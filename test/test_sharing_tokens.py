@@ -63,6 +63,8 @@ def test_gather_scatter_match_loops():
                 want[bi, t] = new[bi, j]
     assert torch.equal(y, want)
     assert not sel.valid[1].any() and torch.equal(y[1], x[1])
+    fresh = x.clone()
+    assert scatter_rows(fresh, sel, new, inplace=True) is fresh and torch.equal(fresh, want)
     assert not torch.equal(y, x)  # something was scattered
 
 

@@ -225,7 +225,8 @@ class SharedMultiTaskModel(nn.Module):
         return y, k, v, norms
 
     def _scores(
-        self, li: int, blk: nn.Module, names: list[str], xs: torch.Tensor, x_b: torch.Tensor, norms, cnt: _Counter
+        self, li: int, blk: nn.Module, names: list[str], xs: torch.Tensor, x_b: torch.Tensor, norms, cnt: _Counter,
+        inputs_equal: bool = False,
     ) -> torch.Tensor:
         """Per sub-task and token, how much its activation differs from the base's (T, B, N), float32.
 
@@ -235,11 +236,15 @@ class SharedMultiTaskModel(nn.Module):
         token whose input equals the base's, as every token is at the first layer a sub-task owns, could
         never diverge. For a low-rank delta it is cheap: ``|B A h| = sqrt(z^T (B^T B) z)`` with
         ``z = A h``, ``r * (in + r)`` per token, counted in the executed MACs. Fused deltas (dense, sparse)
-        would cost a dense product here, so they are judged by their inputs only.
+        would cost a dense product here, so they are judged by their inputs only. ``inputs_equal``: every
+        sub-task's input is the base's (they all start at this layer), so the input term is 0.
         """
         t_n, b, n, c = xs.shape
-        base_norm = x_b.float().norm(dim=-1)
-        score = (xs.float() - x_b.float()).norm(dim=-1) / (base_norm + 1e-6)
+        if inputs_equal:
+            score = x_b.new_zeros(t_n, b, n, dtype=torch.float32)
+        else:
+            base_norm = x_b.float().norm(dim=-1)
+            score = (xs.float() - x_b.float()).norm(dim=-1) / (base_norm + 1e-6)
         for name, norm, base_out in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
             groups, others = self._cached((li, name, tuple(names)), lambda name=name, norm=norm: self._score_factors(
                 li, name, norm, names))
@@ -375,8 +380,11 @@ class SharedMultiTaskModel(nn.Module):
 
         qkv = linear(F.layer_norm(xr, (c,), eps=blk.norm1.eps), "attn.qkv")
         q, kr, vr = qkv.reshape(t_n * b, k, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
-        kk = scatter_heads(k_b.repeat(t_n, 1, 1, 1), sel, kr)
-        vv = scatter_heads(v_b.repeat(t_n, 1, 1, 1), sel, vr)
+        # in place into fresh tensors (the repeats, ``out``) saves copies; not under autograd, which keeps the
+        # gathers' inputs for the backward pass
+        inplace = not torch.is_grad_enabled()
+        kk = scatter_heads(k_b.repeat(t_n, 1, 1, 1), sel, kr, inplace=inplace)
+        vv = scatter_heads(v_b.repeat(t_n, 1, 1, 1), sel, vr, inplace=inplace)
         o = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(t_n, b * k, c)
         a = linear(o, "attn.proj")
         mid = xr + (a if p["ls1"] is None else a * p["ls1"])
@@ -385,7 +393,8 @@ class SharedMultiTaskModel(nn.Module):
         macs = self._block_macs(blk, b * k, n)
         for t in names:
             cnt.add(t, li + 1, macs)
-        return scatter_rows(out.reshape(t_n * b, n, c), sel, yr).reshape(t_n, b, n, c)
+        out = scatter_rows(out.reshape(t_n * b, n, c), sel, yr, inplace=inplace and not sel.full)
+        return out.reshape(t_n, b, n, c)
 
     @staticmethod
     def _block_macs(blk: nn.Module, rows: int, n: int) -> int:
@@ -479,7 +488,7 @@ class SharedMultiTaskModel(nn.Module):
             y_b, k_b, v_b, out_norms = self._base_block(blk, x_b, want_norms=any(need))
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             if names:
-                score = (self._scores(li, blk, names, xs, x_b, out_norms, cnt) if any(need)
+                score = (self._scores(li, blk, names, xs, x_b, out_norms, cnt, len(joining) == len(names)) if any(need)
                          else x_b.new_zeros(len(names), b, n, dtype=torch.float32))
                 # one row count for all sub-tasks, so that they share the block's products (padding is counted)
                 k = max(rows_needed(score[i], thr[t], budget, sync_free) for i, t in enumerate(names))

@@ -91,7 +91,7 @@ class GroupedHeads:
                 macs[t] += pixels * c * wb[0][0].numel()
             return y
 
-        x = torch.cat([torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for f in fl], 1) for fl in feats], 1)
+        x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for fl in feats for f in fl], 1)
         x = conv(x, self.fuse, g)
         x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups1, *self.norm1, self.eps[0]))

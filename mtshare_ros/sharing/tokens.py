@@ -104,18 +104,20 @@ def gather_selected(x: torch.Tensor, sel: Selection) -> torch.Tensor:
     return x if sel.full else gather_rows(x, sel.index)
 
 
-def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.Tensor:
-    """``x`` with its selected valid rows replaced by ``rows`` (B, k, C); padding rows keep ``x``. Not in place."""
+def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``x`` with its selected valid rows replaced by ``rows`` (B, k, C); padding rows keep ``x``. In place only
+    when asked (for a tensor the caller has just made: saves a copy)."""
     if sel.k == 0:
         return x
     if sel.full:
         return rows.to(x.dtype)
     keep = gather_rows(x, sel.index)
     rows = torch.where(sel.valid.unsqueeze(-1), rows.to(x.dtype), keep)
-    return x.scatter(1, sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), rows)
+    index = sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    return x.scatter_(1, index, rows) if inplace else x.scatter(1, index, rows)
 
 
-def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.Tensor:
+def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Like ``scatter_rows`` for per-head tensors: x (B, H, N, d), rows (B, H, k, d)."""
     if sel.k == 0:
         return x
@@ -124,4 +126,4 @@ def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor) -> torch.
     idx = sel.index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1])
     keep = x.gather(2, idx)
     rows = torch.where(sel.valid[:, None, :, None], rows.to(x.dtype), keep)
-    return x.scatter(2, idx, rows)
+    return x.scatter_(2, idx, rows) if inplace else x.scatter(2, idx, rows)
