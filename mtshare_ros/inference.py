@@ -101,10 +101,12 @@ class Prediction:
 
     segmentation: (h, w) uint8 class ids; depth: (h, w) float32 metres, NaN where invalid;
     normals: (h, w, 3) float32 unit vectors in the camera optical frame (x right, y down, z forward).
+    image: the (h, w, 3) uint8 RGB input as the model saw it (resized), e.g. to colour a point cloud.
     """
 
     size: tuple[int, int]
     scale: tuple[float, float]  # (sx, sy) from input pixels to output pixels
+    image: np.ndarray | None = None
     segmentation: np.ndarray | None = None
     depth: np.ndarray | None = None
     normals: np.ndarray | None = None
@@ -183,15 +185,15 @@ class Predictor:
         for m in self._modules():
             m.to(self.device)
 
-    def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
-        """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, and the scale."""
+    def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[float, float], np.ndarray]:
+        """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, the scale and the resized RGB."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         h0, w0 = rgb.shape[:2]
         h, w = inference_size(h0, w0, self.cfg.img_size[0], self.cfg.patch_size)
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (h0, w0) else rgb
         x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        return (x - self._mean) / self._std, (w / w0, h / h0)
+        return (x - self._mean) / self._std, (w / w0, h / h0), resized
 
     def _run(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in self.tasks if t != BASE_TASK]
@@ -212,13 +214,13 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
-        x, scale = self.preprocess(rgb)
+        x, scale, image = self.preprocess(rgb)
         t1 = time.perf_counter()
         outputs, stats = self._run(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, stats=stats)
+        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
         if "segmentation" in self.tasks:
             # max().indices: the same labels as argmax, ~10x cheaper on CPU for (K, H, W) logits
             pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8).cpu().numpy()

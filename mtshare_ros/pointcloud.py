@@ -38,13 +38,17 @@ def depth_to_points(depth: np.ndarray, k: np.ndarray, rgb: np.ndarray, labels: n
     if rgb.shape[:2] != (h, w) or labels.shape != (h, w):
         raise ValueError(f"depth {depth.shape}, rgb {rgb.shape} and labels {labels.shape} must share H, W")
     rx, ry = _ray_grid(h, w, float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
-    z = np.where(depth > 0, depth, np.float32(np.nan)).astype(np.float32, copy=False)
     pts = np.empty((h, w), dtype=POINT_DTYPE)
     flat = pts.view(np.float32).reshape(h, w, 5)
+    z = flat[..., 2]
+    np.copyto(z, depth, casting="same_kind")
+    z[~(depth > 0)] = np.nan  # NaN and non-positive depth: no return
     np.multiply(rx, z, out=flat[..., 0])
     np.multiply(ry, z, out=flat[..., 1])
-    flat[..., 2] = z
-    c = rgb.astype(np.uint32)
-    flat[..., 3] = ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
-    flat[..., 4] = labels.astype(np.uint32).view(np.float32)
+    # rgb as 0x00RRGGBB in little-endian bytes B, G, R, 0, written straight into the field's bytes
+    at = POINT_DTYPE.fields["rgb"][1]
+    colour = pts.view(np.uint8).reshape(h, w, POINT_DTYPE.itemsize)[..., at : at + 4]
+    colour[..., :3] = rgb[..., ::-1]
+    colour[..., 3] = 0
+    pts.view(np.uint32).reshape(h, w, 5)[..., 4] = labels
     return pts

@@ -80,15 +80,15 @@ def test_visualisation_outputs_only_while_subscribed(node):
         segmentation=np.zeros((4, 6), np.uint8),
         depth=np.ones((4, 6), np.float32),
         normals=np.tile(np.array([0, 0, -1], np.float32), (4, 6, 1)),
+        image=np.zeros((4, 6, 3), np.uint8),
     )
-    rgb = np.zeros((4, 6, 3), np.uint8)
-    out = node._build_outputs(Header(frame_id="f"), rgb, pred)
+    out = node._build_outputs(Header(frame_id="f"), pred)
     assert set(out) == {"segmentation", "depth", "normals"}
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     sub = node.create_subscription(Image, "/inproc/depth/color", lambda m: None, 1)
     assert spin_until(ex, lambda: node._pubs["depth/color"].get_subscription_count() > 0, 10)
-    out = node._build_outputs(Header(frame_id="f"), rgb, pred)
+    out = node._build_outputs(Header(frame_id="f"), pred)
     assert set(out) == {"segmentation", "depth", "normals", "depth/color"}
     node.destroy_subscription(sub)
     ex.remove_node(node)

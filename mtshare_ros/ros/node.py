@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -357,7 +356,7 @@ class MtshareNode(LifecycleNode):
         pred = self.predictor.predict(rgb)
         self._last_stats = pred.stats
         t2 = time.perf_counter()
-        out = self._build_outputs(msg.header, rgb, pred)
+        out = self._build_outputs(msg.header, pred)
         t3 = time.perf_counter()
         for name, m in out.items():
             self._pubs[name].publish(m)
@@ -373,7 +372,7 @@ class MtshareNode(LifecycleNode):
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
 
-    def _build_outputs(self, header, rgb: np.ndarray, pred) -> dict:
+    def _build_outputs(self, header, pred) -> dict:
         out = {}
         num_classes = len(self.predictor.class_names)
         if pred.segmentation is not None:
@@ -396,9 +395,8 @@ class MtshareNode(LifecycleNode):
             out["scaled_camera_info"] = scaled = scaled_camera_info(info, pred.scale, pred.size, header)
             k = np.asarray(scaled.k).reshape(3, 3)
             if pred.depth is not None and self._wanted("points"):
-                small = rgb if rgb.shape[:2] == pred.size else _resize(rgb, pred.size)
                 labels = pred.segmentation if pred.segmentation is not None else np.zeros(pred.size, np.uint8)
-                out["points"] = points_to_cloud(depth_to_points(pred.depth, k, small, labels), header)
+                out["points"] = points_to_cloud(depth_to_points(pred.depth, k, pred.image, labels), header)
         return out
 
     def _publish_diagnostics(self) -> None:
@@ -434,9 +432,6 @@ class MtshareNode(LifecycleNode):
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
 
-
-def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 def main(argv: list[str] | None = None) -> int:
