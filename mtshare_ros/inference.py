@@ -19,7 +19,13 @@ import torch
 
 from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS, load_checkpoint, resolve_checkpoint
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, TASK_CHANNELS
-from mtshare_ros.sharing.checkpoint import SharedCheckpointError, attach_subtask, is_shared_checkpoint, load_shared
+from mtshare_ros.sharing.checkpoint import (
+    SharedCheckpointError,
+    attach_subtask,
+    base_fingerprint,
+    is_shared_checkpoint,
+    load_shared,
+)
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 
 log = logging.getLogger(__name__)
@@ -242,7 +248,22 @@ def describe_checkpoint(checkpoint: str) -> str:
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
     kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
     line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
-    subs = [f.name for f in DEFAULT_SUBTASKS.values() if f.is_file()]
-    if checkpoint == "default" and subs:
-        line += f" + trained sub-task deltas for the shared engine: {', '.join(subs)}"
+    if checkpoint == "default":
+        fits, other = _shipped_subtasks()
+        if fits:
+            line += f" + trained sub-task deltas for the shared engine: {', '.join(fits)}"
+        if other:
+            line += f" (not used, made for another base: {', '.join(other)})"
     return line
+
+
+def _shipped_subtasks() -> tuple[list[str], list[str]]:
+    """Names of the shipped sub-task files that fit the shipped base (same fingerprint), and of those that do not."""
+    base = load_checkpoint(DEFAULT_CHECKPOINT, tasks=[BASE_TASK])[0][BASE_TASK]
+    have = base_fingerprint(base)
+    fits, other = [], []
+    for file in DEFAULT_SUBTASKS.values():
+        if file.is_file():
+            made_for = torch.load(file, map_location="cpu", weights_only=True).get("base_fingerprint")
+            (fits if made_for == have else other).append(file.name)
+    return fits, other

@@ -79,3 +79,5 @@ def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, monk
     assert "made against base" in caplog.text
     assert meta["sharing_source"] == "exact deltas from the independent models"
     assert shared.subtasks["depth"].delta("blocks.0.attn.qkv.weight").kind == "dense"
+    line = inference.describe_checkpoint("default")  # says what runs, not merely which files exist
+    assert "not used, made for another base: d.pt" in line and "trained sub-task deltas" not in line
