@@ -433,7 +433,6 @@ class MtshareNode(LifecycleNode):
         self._diag_pub.publish(arr)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     """``mtshare node`` / ``mtshare_node``: run the node; ROS arguments (--ros-args ...) pass through."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -60,6 +60,7 @@ from mtshare_ros.sharing.heads import GroupedHeads, can_group
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.tokens import (
     Selection,
+    delta_score,
     gather_selected,
     rows_needed,
     scatter_heads,
@@ -240,11 +241,8 @@ class SharedMultiTaskModel(nn.Module):
         sub-task's input is the base's (they all start at this layer), so the input term is 0.
         """
         t_n, b, n, c = xs.shape
-        if inputs_equal:
-            score = x_b.new_zeros(t_n, b, n, dtype=torch.float32)
-        else:
-            base_norm = x_b.float().norm(dim=-1)
-            score = (xs.float() - x_b.float()).norm(dim=-1) / (base_norm + 1e-6)
+        # the input term broadcasts over the task dimension; 0 where every sub-task starts here
+        score = x_b.new_zeros(t_n, b, n, dtype=torch.float32) if inputs_equal else delta_score(xs, x_b)
         for name, norm, base_out in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
             groups, others = self._cached((li, name, tuple(names)), lambda name=name, norm=norm: self._score_factors(
                 li, name, norm, names))

@@ -84,11 +84,10 @@ class GroupedHeads:
         b = image.shape[0]
         macs = [0] * g
 
-        def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, out=None, **kw) -> torch.Tensor:
+        def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, **kw) -> torch.Tensor:
             y = F.conv2d(x, wb[0], wb[1], groups=groups, **kw)
-            pixels = y.shape[0] * y.shape[2] * y.shape[3]
-            for t, c in enumerate(out or [y.shape[1] // g] * g):  # output channels per task x fan-in
-                macs[t] += pixels * c * wb[0][0].numel()
+            for t in range(g):  # each task: its block of output channels times the fan-in
+                macs[t] += y.numel() // g * wb[0][0].numel()
             return y
 
         x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for fl in feats for f in fl], 1)
