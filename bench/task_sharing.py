@@ -440,7 +440,7 @@ def toy_setting(args: argparse.Namespace) -> dict[str, Any]:
     history = {}
     for t in TASKS[1:]:
         log.info("toy: sharing steps for %s", t)
-        trained.subtasks[t] = subtask_from_base(base, t, "lowrank", args.toy_rank, seed=1)
+        trained.set_subtask(subtask_from_base(base, t, "lowrank", args.toy_rank, seed=1))
         h1 = train_subtask(
             trained, t, "l1", batches, args.toy_steps, lr=1e-3, delta="lowrank", log_every=max(1, args.toy_steps // 4)
         )

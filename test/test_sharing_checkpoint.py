@@ -54,7 +54,7 @@ def test_shared_prefix_and_narrow_head_survive_the_round_trip(tmp_path):
 
     model = _shared()
     st = subtask_from_base(model.base, "normals", "lowrank", 3, 0, start_layer=1, head_channels=24)
-    model.subtasks["normals"] = st
+    model.set_subtask(st)
     loaded, _ = load_shared(save_shared(tmp_path / "s.pt", model, ["a", "b", "c", "d"]))
     st = loaded.subtasks["normals"]
     assert (st.start_layer, st.head_channels) == (1, 24)
@@ -83,6 +83,24 @@ def test_subtask_file_attaches_to_its_own_base_only(tmp_path):
     other = _shared(seed=1)
     with pytest.raises(SharedCheckpointError, match="was made against base"):
         attach_subtask(other, path)
+
+
+def test_attaching_to_a_model_that_already_ran_replaces_what_it_computes(tmp_path):
+    """The engine caches fused weights and head counts between frames; a new sub-task must not run stale ones."""
+    trained = _shared(seed=0)
+    with torch.no_grad():  # perturb the normals sub-task, so that its file differs from the model's own
+        for p in trained.subtasks["normals"].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = save_subtask(tmp_path / "normals_delta.pt", trained, "normals")
+    model = copy.deepcopy(trained)
+    model.set_subtask(_shared(seed=0).subtasks["normals"])
+    with torch.no_grad():
+        before, _ = model(_x(), 0.0, 1.0, tasks=["normals"])  # fills the caches
+        attach_subtask(model, path)
+        after, _ = model(_x(), 0.0, 1.0, tasks=["normals"])
+        want, _ = trained(_x(), 0.0, 1.0, tasks=["normals"])
+    assert not torch.allclose(before["normals"], want["normals"])
+    assert torch.allclose(after["normals"], want["normals"], atol=1e-6)
 
 
 def test_dense_checkpoint_is_named_and_convertible(tmp_path):

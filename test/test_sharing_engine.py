@@ -285,7 +285,7 @@ def test_lowrank_weight_score_equals_the_explicit_norm(normals_rank):
 
     base, subs = _models(noise=0.1)
     shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
-    shared.subtasks["normals"] = SubTaskDelta.from_dense(base, subs["normals"], "lowrank", rank=normals_rank)
+    shared.set_subtask(SubTaskDelta.from_dense(base, subs["normals"], "lowrank", rank=normals_rank))
     blk = base.encoder.blocks[1]
     g = torch.Generator().manual_seed(2)
     x_b = torch.randn(2, 15, CFG.embed_dim, generator=g)

@@ -195,7 +195,7 @@ def attach_subtask(model: SharedMultiTaskModel, path: str | Path) -> str:
         raise SharedCheckpointError(f"{p}: sub-task architecture {cfg} differs from the model's {model.cfg}")
     st = _subtask_from(ckpt["subtask"], cfg, f"{p} [sub-task {ckpt['task']}]")
     param = next(model.base.parameters())
-    model.subtasks[ckpt["task"]] = st.to(param.device, param.dtype).eval()
+    model.set_subtask(st.to(param.device, param.dtype).eval())
     return ckpt["task"]
 
 

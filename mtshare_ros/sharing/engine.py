@@ -63,7 +63,6 @@ from mtshare_ros.sharing.tokens import (
     delta_score,
     gather_selected,
     rows_needed,
-    scatter_heads,
     scatter_rows,
     select_tokens,
     stack_selections,
@@ -83,8 +82,15 @@ class _Counter:
         self.layers[layer][task] += int(macs)
 
 
-def _head_macs(head: nn.Module, run) -> tuple[Any, int]:
-    """Run ``run()`` and count the multiply-adds of every conv / linear layer of ``head`` from output shapes."""
+def _head_macs(
+    head: nn.Module, run, known: dict[tuple, int] | None = None, key: tuple | None = None
+) -> tuple[Any, int]:
+    """Run ``run()`` and count the multiply-adds of every conv / linear layer of ``head`` from output shapes.
+
+    The count depends on the input shapes only, so with ``known`` it is taken with hooks once per ``key``
+    (the head and its input shape) and kept there: hooks on every frame cost ~0.1 ms of Python."""
+    if known is not None and key in known:
+        return run(), known[key]
     count = [0]
 
     def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
@@ -99,6 +105,8 @@ def _head_macs(head: nn.Module, run) -> tuple[Any, int]:
     finally:
         for h in handles:
             h.remove()
+    if known is not None:
+        known[key] = count[0]
     return result, count[0]
 
 
@@ -122,6 +130,8 @@ def _check_base(base: DenseViT) -> None:
         extra = [n for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n), nn.Identity)]
         if extra or getattr(attn, "gate", None) is not None or not isinstance(blk.mlp.norm, nn.Identity):
             raise ValueError(f"shared engine: block {i} uses attention/MLP features it does not implement: {extra}")
+        if blk.norm1.eps != blk.norm2.eps:  # the token scores normalise a block's input once for both
+            raise ValueError(f"shared engine: block {i} has LayerNorms of different eps")
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -145,6 +155,7 @@ class SharedMultiTaskModel(nn.Module):
         self.base = base
         self.subtasks = nn.ModuleDict(subtasks)
         self._fused: dict[tuple, Any] = {}  # weights with the deltas applied: see _block_params
+        self._head_counts: dict[tuple, int] = {}  # head multiply-adds per (task, input shape): see _head_macs
 
     @property
     def cfg(self):
@@ -209,9 +220,10 @@ class SharedMultiTaskModel(nn.Module):
 
     def _base_block(
         self, blk: nn.Module, x: torch.Tensor, want_norms: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """timm ``Block.forward`` on all tokens, keeping the keys and values (and, when asked, the per-token
-        norms of the QKV and first MLP activations, the denominators of ``_scores``)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """timm ``Block.forward`` on all tokens, keeping the QKV activations (B, N, 3C), whose keys and values
+        the sub-tasks' reused tokens take (and, when asked, the per-token norms of the QKV and first MLP
+        activations, the denominators of ``_scores``)."""
         b, n, c = x.shape
         attn = blk.attn
         qkv_out = attn.qkv(blk.norm1(x))
@@ -223,7 +235,7 @@ class SharedMultiTaskModel(nn.Module):
         fc1_out = mlp.fc1(blk.norm2(mid))
         y = mid + blk.ls2(mlp.drop2(mlp.fc2(mlp.norm(mlp.drop1(mlp.act(fc1_out))))))
         norms = (qkv_out.float().norm(dim=-1), fc1_out.float().norm(dim=-1)) if want_norms else None
-        return y, k, v, norms
+        return y, qkv_out, norms
 
     def _scores(
         self, li: int, blk: nn.Module, names: list[str], xs: torch.Tensor, x_b: torch.Tensor, norms, cnt: _Counter,
@@ -236,59 +248,67 @@ class SharedMultiTaskModel(nn.Module):
         sub-task's normed input; the MLP's taken at the block input, an estimate). Without the second, a
         token whose input equals the base's, as every token is at the first layer a sub-task owns, could
         never diverge. For a low-rank delta it is cheap: ``|B A h| = sqrt(z^T (B^T B) z)`` with
-        ``z = A h``, ``r * (in + r)`` per token, counted in the executed MACs. Fused deltas (dense, sparse)
-        would cost a dense product here, so they are judged by their inputs only. ``inputs_equal``: every
-        sub-task's input is the base's (they all start at this layer), so the input term is 0.
+        ``z = A h``, ``r * (in + r)`` per token, counted in the executed MACs; the QKV and MLP factors of
+        all sub-tasks of one rank go through one batched product. Fused deltas (dense, sparse) would cost
+        a dense product here, so they are judged by their inputs only. ``inputs_equal``: every sub-task's
+        input is the base's (they all start at this layer), so the input term is 0.
         """
         t_n, b, n, c = xs.shape
         # the input term broadcasts over the task dimension; 0 where every sub-task starts here
         score = x_b.new_zeros(t_n, b, n, dtype=torch.float32) if inputs_equal else delta_score(xs, x_b)
-        for name, norm, base_out in (("attn.qkv", "norm1", norms[0]), ("mlp.fc1", "norm2", norms[1])):
-            groups, others = self._cached((li, name, tuple(names)), lambda name=name, norm=norm: self._score_factors(
-                li, name, norm, names))
-            eps = getattr(blk, norm).eps
-            for i in others:  # additive deltas of other structures (rows): their own delta term
-                st = self.subtasks[names[i]]
-                d = st.delta(f"blocks.{li}.{name}.weight")
-                change = d.apply(self._ln(xs[i], st, f"blocks.{li}.{norm}", eps)).float().norm(dim=-1)
-                score = _raise(score, [i], (change / (base_out + 1e-6)).unsqueeze(0))
-                cnt.add(names[i], li + 1, d.apply_macs(b * n))
-            if not groups:
-                continue
-            h0 = F.layer_norm(xs, (c,), eps=eps).reshape(t_n, b * n, c)
-            for idx, a_t, a_b, gram in groups:  # sub-tasks of one delta rank, batched
-                h = h0 if len(idx) == t_n else torch.stack([h0[i] for i in idx])
-                z = torch.baddbmm(a_b, h, a_t)
-                change = (torch.bmm(z, gram) * z).sum(-1).float().clamp_min(1e-12).sqrt().view(len(idx), b, n)
-                score = _raise(score, idx, change / (base_out + 1e-6))
-                for i in idx:
-                    cnt.add(names[i], li + 1, b * n * a_t.shape[-1] * (c + a_t.shape[-1]))
+        base_out = torch.stack(norms, -1).reshape(b * n, 2) + 1e-6  # |W_base h_base| of QKV, MLP
+        groups, others = self._cached((li, "scores", tuple(names)), lambda: self._score_factors(li, names))
+        for i, name, norm, j in others:  # additive deltas of other structures (rows): their own delta term
+            st = self.subtasks[names[i]]
+            d = st.delta(f"blocks.{li}.{name}.weight")
+            change = d.apply(self._ln(xs[i], st, f"blocks.{li}.{norm}", blk.norm1.eps)).float().norm(dim=-1)
+            score = _raise(score, [i], (change / base_out[:, j].view(b, n)).unsqueeze(0))
+            cnt.add(names[i], li + 1, d.apply_macs(b * n))
+        if groups:
+            h0 = F.layer_norm(xs, (c,), eps=blk.norm1.eps).reshape(t_n, b * n, c)
+        for idx, a_t, a_b, gram, parts in groups:  # sub-tasks of one pair of ranks, batched
+            h = h0 if len(idx) == t_n else torch.stack([h0[i] for i in idx])
+            z = torch.baddbmm(a_b, h, a_t)  # (T', BN, r_qkv + r_mlp)
+            sq = torch.matmul(torch.bmm(z, gram) * z, parts).float()  # |dW h|^2 of QKV and MLP: (T', BN, 2)
+            change = (sq.clamp_min(1e-12).sqrt() / base_out).amax(-1).view(len(idx), b, n)
+            score = _raise(score, idx, change)
+            for i in idx:  # z, z^T (B^T B) z and its sum per part
+                cnt.add(names[i], li + 1, b * n * a_t.shape[-1] * (c + a_t.shape[-1] + 2))
         return score
 
-    def _score_factors(self, li: int, name: str, norm: str, names: list[str]) -> tuple[list[tuple], list[int]]:
-        """Low-rank factors of ``blocks.li.name`` for the weight term of ``_scores``, grouped by rank:
-        (task indices, ``(A diag(g))^T`` (T, C, r), ``(A beta)`` (T, 1, r), ``B^T B`` (T, r, r)) with the
-        sub-task's LayerNorm ``g, beta`` folded into ``A``, so the normed input needs no per-task affine;
-        and the indices of sub-tasks with other additive deltas (scored one by one)."""
+    def _score_factors(self, li: int, names: list[str]) -> tuple[list[tuple], list[tuple]]:
+        """Low-rank factors of block ``li``'s QKV and first MLP layer for the weight term of ``_scores``,
+        per group of sub-tasks whose two deltas have one pair of ranks: (task indices, ``[A_qkv diag(g1);
+        A_mlp diag(g2)]^T`` (T, C, r1 + r2), ``[A_qkv beta1; A_mlp beta2]`` (T, 1, r1 + r2), the block-diagonal
+        ``B^T B`` (T, r1 + r2, r1 + r2), and the (r1 + r2, 2) indicator that sums each part), with each
+        sub-task's LayerNorm ``g, beta`` folded into ``A`` so that the normed input needs no per-task affine.
+        Also the (task index, layer, norm, part) of other additive deltas, scored one by one."""
         pre = f"blocks.{li}."
-        by_rank: dict[int, list[int]] = {}
+        layers = (("attn.qkv", "norm1"), ("mlp.fc1", "norm2"))
+        by_ranks: dict[tuple[int, int], list[int]] = {}
         others = []
         for i, t in enumerate(names):
-            d = self.subtasks[t].delta(pre + name + ".weight")
-            if isinstance(d, LowRankDelta):
-                by_rank.setdefault(d.rank, []).append(i)
-            elif not d.fused and d.kind != "zero":
-                others.append(i)
+            ds = [self.subtasks[t].delta(pre + name + ".weight") for name, _ in layers]
+            if all(isinstance(d, LowRankDelta) for d in ds):
+                by_ranks.setdefault((ds[0].rank, ds[1].rank), []).append(i)
+                continue
+            others += [(i, name, norm, j) for j, ((name, norm), d) in enumerate(zip(layers, ds, strict=True))
+                       if not d.fused and d.kind != "zero"]
         groups = []
-        for idx in by_rank.values():
-            subs = [self.subtasks[names[i]] for i in idx]
-            deltas = [st.delta(pre + name + ".weight") for st in subs]
-            g = [st.vector(pre + norm + ".weight") for st in subs]
-            beta = [st.vector(pre + norm + ".bias") for st in subs]
-            a_t = torch.stack([(d.a * gi).t() for d, gi in zip(deltas, g, strict=True)])
-            a_b = torch.stack([d.a @ bi for d, bi in zip(deltas, beta, strict=True)]).unsqueeze(1)
-            gram = torch.stack([d.b.t() @ d.b for d in deltas])
-            groups.append((idx, a_t, a_b, gram))
+        for (r1, r2), idx in by_ranks.items():
+            a_t, a_b, gram = [], [], []
+            for i in idx:
+                st = self.subtasks[names[i]]
+                ds = [st.delta(pre + name + ".weight") for name, _ in layers]
+                a_t.append(torch.cat([(d.a * st.vector(pre + norm + ".weight")).t()
+                                      for d, (_, norm) in zip(ds, layers, strict=True)], 1))
+                a_b.append(torch.cat([d.a @ st.vector(pre + norm + ".bias")
+                                      for d, (_, norm) in zip(ds, layers, strict=True)]))
+                gram.append(torch.block_diag(*[d.b.t() @ d.b for d in ds]))
+            parts = torch.zeros(r1 + r2, 2, dtype=a_t[0].dtype, device=a_t[0].device)
+            parts[:r1, 0] = 1
+            parts[r1:, 1] = 1
+            groups.append((idx, torch.stack(a_t), torch.stack(a_b).unsqueeze(1), torch.stack(gram), parts))
         return groups, others
 
     def _block_params(self, li: int, blk: nn.Module, tasks: list[str]) -> dict[str, torch.Tensor | None]:
@@ -343,20 +363,31 @@ class SharedMultiTaskModel(nn.Module):
         """The heads of ``tasks`` as one grouped network (``sharing/heads.py``); cached like ``_block_params``."""
         return self._cached(("heads", tuple(tasks)), lambda: GroupedHeads([self.subtasks[t].head for t in tasks]))
 
+    def _clear_caches(self) -> None:
+        self._fused.clear()
+        self._head_counts.clear()
+
+    def set_subtask(self, st: SubTaskDelta) -> None:
+        """Add or replace the sub-task ``st.task`` (it must fit the base: see ``__init__``)."""
+        if st.task == self.base.task or st.cfg != self.base.cfg:
+            raise ValueError(f"sub-task {st.task!r} does not fit this model's base")
+        self._clear_caches()
+        self.subtasks[st.task] = st
+
     def train(self, mode: bool = True) -> SharedMultiTaskModel:
-        self._fused.clear()  # weights are about to change
+        self._clear_caches()  # weights are about to change
         return super().train(mode)
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .half(), .cuda(): the cache would be stale
-        self._fused.clear()
+        self._clear_caches()
         return super()._apply(fn, recurse)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._fused.clear()
+        self._clear_caches()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _sub_block(
-        self, li: int, blk: nn.Module, names: list[str], x_b, upd_b, k_b, v_b, xs: torch.Tensor, sel: Selection,
+        self, li: int, blk: nn.Module, names: list[str], upd_b, qkv_b, xs: torch.Tensor, sel: Selection,
         cnt: _Counter,
     ) -> torch.Tensor:
         """Block ``li`` for the stacked sub-tasks ``xs`` (T, B, N, C): the selected rows of all of them (one row
@@ -377,12 +408,14 @@ class SharedMultiTaskModel(nn.Module):
             return torch.baddbmm(p[name + ".bias"], x, p[name + ".weight"])
 
         qkv = linear(F.layer_norm(xr, (c,), eps=blk.norm1.eps), "attn.qkv")
-        q, kr, vr = qkv.reshape(t_n * b, k, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
-        # in place into fresh tensors (the repeats, ``out``) saves copies; not under autograd, which keeps the
+        q = qkv.reshape(t_n * b, k, 3, heads, hd)[:, :, 0].transpose(1, 2)
+        # in place into fresh tensors (the repeat, ``out``) saves copies; not under autograd, which keeps the
         # gathers' inputs for the backward pass
         inplace = not torch.is_grad_enabled()
-        kk = scatter_heads(k_b.repeat(t_n, 1, 1, 1), sel, kr, inplace=inplace)
-        vv = scatter_heads(v_b.repeat(t_n, 1, 1, 1), sel, vr, inplace=inplace)
+        # every task's keys and values: the base's, with the selected tokens' rows replaced (their queries too,
+        # unused: one scatter of whole QKV rows is cheaper than one per keys and values)
+        kv = scatter_rows(qkv_b.repeat(t_n, 1, 1), sel, qkv.reshape(t_n * b, k, 3 * c), inplace=inplace)
+        _, kk, vv = kv.view(t_n * b, n, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
         o = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(t_n, b * k, c)
         a = linear(o, "attn.proj")
         mid = xr + (a if p["ls1"] is None else a * p["ls1"])
@@ -483,7 +516,7 @@ class SharedMultiTaskModel(nn.Module):
                 xs = new.contiguous() if xs is None else torch.cat([xs, new])
                 names += joining
             need = [thr[t] > 0 or budget < n or keep_scores for t in names]
-            y_b, k_b, v_b, out_norms = self._base_block(blk, x_b, want_norms=any(need))
+            y_b, qkv_b, out_norms = self._base_block(blk, x_b, want_norms=any(need))
             cnt.add(base_task, li + 1, self._block_macs(blk, b * n, n))
             if names:
                 score = (self._scores(li, blk, names, xs, x_b, out_norms, cnt, len(joining) == len(names)) if any(need)
@@ -492,7 +525,7 @@ class SharedMultiTaskModel(nn.Module):
                 k = max(rows_needed(score[i], thr[t], budget, sync_free) for i, t in enumerate(names))
                 sel = stack_selections([select_tokens(score[i].detach(), thr[t], budget, sync_free, k)
                                         for i, t in enumerate(names)])
-                xs = self._sub_block(li, blk, names, x_b, y_b - x_b, k_b, v_b, xs, sel, cnt)
+                xs = self._sub_block(li, blk, names, y_b - x_b, qkv_b, xs, sel, cnt)
                 counts = sel.valid.reshape(len(names), -1).sum(1)
             for t in sub_names:
                 i = names.index(t) if t in names else None
@@ -512,7 +545,8 @@ class SharedMultiTaskModel(nn.Module):
                     feats[t].append(self._ln(xt, self.subtasks[t], "norm", enc.norm.eps) if last else xt)
 
         outputs = {}
-        outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, x))
+        outputs[base_task], m = _head_macs(self.base.head, lambda: self.base.head(feats[base_task], grid, x),
+                                           self._head_counts, (base_task, tuple(x.shape)))
         cnt.add(base_task, depth + 1, m)
         head_macs = {base_task: m}
         if can_group([self.subtasks[t].head for t in sub_names]):
@@ -525,7 +559,8 @@ class SharedMultiTaskModel(nn.Module):
             if t in outputs:
                 continue
             head = self.subtasks[t].head
-            outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, x))
+            outputs[t], m = _head_macs(head, lambda head=head, t=t: head(feats[t], grid, x), self._head_counts,
+                                       (t, tuple(x.shape)))
             cnt.add(t, depth + 1, m)
             head_macs[t] = m
 

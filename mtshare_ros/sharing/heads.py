@@ -68,13 +68,19 @@ class GroupedHeads:
                            for i in (0, 2, 4)]
         self.stride = heads[0].detail[0].stride if heads[0].detail is not None else None
 
-    @staticmethod
-    def _pointwise(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, macs: list[int], t: int) -> torch.Tensor:
-        """A 1x1 convolution with few outputs as a matrix product: on CPU ~6x faster than the convolution."""
-        b, c, h, wd = x.shape
-        y = torch.matmul(w.view(w.shape[0], c), x.reshape(b, c, h * wd)) + bias.view(-1, 1)
-        macs[t] += y.numel() * c
-        return y.view(b, -1, h, wd)
+    def _outputs(self, x: torch.Tensor, macs: list[int]) -> torch.Tensor:
+        """Every task's output 1x1 convolution on its channel block of ``x`` (channels-last), as matrix products
+        on the (pixels, channels) view (on CPU ~6x faster than small convolutions); NCHW out."""
+        b, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view for channels-last memory
+        width = c // self.groups
+        ys = []
+        for t, (wt, bias) in enumerate(self.out):
+            y = torch.addmm(bias, rows[..., t * width:(t + 1) * width].reshape(b * h * w, width),
+                            wt.view(wt.shape[0], width).t())
+            macs[t] += y.numel() * width
+            ys.append(y)
+        return torch.cat(ys, 1).view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def forward(
         self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor
@@ -91,18 +97,18 @@ class GroupedHeads:
             return y
 
         x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for fl in feats for f in fl], 1)
-        x = conv(x, self.fuse, g)
+        x = conv(x.contiguous(memory_format=torch.channels_last), self.fuse, g)  # as in DenseHead.forward
         x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups1, *self.norm1, self.eps[0]))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         if self.detail is not None:
-            d = F.gelu(conv(image, self.detail[0], 1, stride=self.stride))  # one image, every task's filters
+            image_cl = image.contiguous(memory_format=torch.channels_last)
+            d = F.gelu(conv(image_cl, self.detail[0], 1, stride=self.stride))  # one image, every task's filters
             d = F.gelu(conv(d, self.detail[1], g, padding=1))
             x = x + conv(d, self.detail[2], g)
         x = conv(x, self.up2, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups2, *self.norm2, self.eps[1]))
-        x = torch.cat([self._pointwise(xt, *wb, macs, t) for t, (xt, wb) in
-                       enumerate(zip(x.chunk(g, 1), self.out, strict=True))], 1)
+        x = self._outputs(x, macs)
         x = F.interpolate(x, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
         outs = [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]
         return outs, macs

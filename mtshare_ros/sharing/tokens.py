@@ -20,6 +20,7 @@ class Selection:
     valid: torch.Tensor  # (B, k) bool
     k: int  # rows computed per frame (host-side int: no sync needed to size the products)
     full: bool = False  # every token, in order, all valid: gather and scatter are identities
+    all_valid: bool = False  # no padding rows (known on the host): scatter needs no mask
 
     @property
     def rows(self) -> int:
@@ -76,12 +77,15 @@ def select_tokens(
     above = torch.ones_like(score, dtype=torch.bool) if threshold <= 0 else score > threshold
     if k == 0:
         empty = torch.zeros(b, 0, dtype=torch.long, device=score.device)
-        return Selection(empty, empty.bool(), 0)
+        return Selection(empty, empty.bool(), 0, all_valid=True)
     if k == n:
         index = torch.arange(n, device=score.device).expand(b, n)
-        return Selection(index, above, k, full=threshold <= 0)
+        return Selection(index, above, k, full=threshold <= 0, all_valid=threshold <= 0)
     top = score.topk(k, dim=1)
-    return Selection(top.indices, above.gather(1, top.indices), k)
+    valid = above.gather(1, top.indices)
+    # where the host waits for the device anyway (``rows_needed``), knowing there is no padding is one more read
+    all_valid = threshold <= 0 or (not sync_free and bool(valid.all()))
+    return Selection(top.indices, valid, k, all_valid=all_valid)
 
 
 def stack_selections(sels: list[Selection]) -> Selection:
@@ -90,7 +94,8 @@ def stack_selections(sels: list[Selection]) -> Selection:
     if any(s.k != k for s in sels):
         raise ValueError(f"selections to stack need one row count, got {[s.k for s in sels]}")
     return Selection(
-        torch.cat([s.index for s in sels]), torch.cat([s.valid for s in sels]), k, all(s.full for s in sels)
+        torch.cat([s.index for s in sels]), torch.cat([s.valid for s in sels]), k, all(s.full for s in sels),
+        all(s.all_valid for s in sels),
     )
 
 
@@ -111,19 +116,9 @@ def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor, inplace: b
         return x
     if sel.full:
         return rows.to(x.dtype)
-    keep = gather_rows(x, sel.index)
-    rows = torch.where(sel.valid.unsqueeze(-1), rows.to(x.dtype), keep)
+    rows = rows.to(x.dtype)
+    if not sel.all_valid:
+        rows = torch.where(sel.valid.unsqueeze(-1), rows, gather_rows(x, sel.index))
     index = sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
     return x.scatter_(1, index, rows) if inplace else x.scatter(1, index, rows)
 
-
-def scatter_heads(x: torch.Tensor, sel: Selection, rows: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Like ``scatter_rows`` for per-head tensors: x (B, H, N, d), rows (B, H, k, d)."""
-    if sel.k == 0:
-        return x
-    if sel.full:
-        return rows.to(x.dtype)
-    idx = sel.index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[-1])
-    keep = x.gather(2, idx)
-    rows = torch.where(sel.valid[:, None, :, None], rows.to(x.dtype), keep)
-    return x.scatter_(2, idx, rows) if inplace else x.scatter(2, idx, rows)

@@ -144,9 +144,9 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         shared = SharedMultiTaskModel(models[cfg["base_task"]], {})
         names = list(meta["class_names"])
     if cfg["step"] == "l1":
-        shared.subtasks[task] = subtask_from_base(
+        shared.set_subtask(subtask_from_base(
             shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"], cfg["start_layer"], cfg["head_channels"]
-        )
+        ))
         if cfg["head_init"]:
             _init_head(shared.subtasks[task].head, cfg["head_init"], task)
     elif task not in shared.subtasks:
