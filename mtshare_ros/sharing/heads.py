@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mtshare_ros.models.vit import DenseHead
+from mtshare_ros.models.vit import DenseHead, token_map
 
 
 def can_group(heads: list[DenseHead]) -> bool:
@@ -87,7 +87,6 @@ class GroupedHeads:
     ) -> tuple[list[torch.Tensor], list[int]]:
         """``feats[t]``: task ``t``'s encoder features, as ``DenseHead.forward`` takes them."""
         g = self.groups
-        b = image.shape[0]
         macs = [0] * g
 
         def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, **kw) -> torch.Tensor:
@@ -96,8 +95,7 @@ class GroupedHeads:
                 macs[t] += y.numel() // g * wb[0][0].numel()
             return y
 
-        x = torch.cat([f.transpose(1, 2).reshape(b, -1, *grid) for fl in feats for f in fl], 1)
-        x = conv(x.contiguous(memory_format=torch.channels_last), self.fuse, g)  # as in DenseHead.forward
+        x = conv(token_map([f for fl in feats for f in fl], grid), self.fuse, g)  # channels-last, as DenseHead
         x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups1, *self.norm1, self.eps[0]))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
