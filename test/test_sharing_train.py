@@ -160,3 +160,25 @@ def test_head_init_starts_the_subtask_head_from_the_independent_model(tmp_path):
         build_model(load_share_config(None, [*args, "head_channels=24"]))
     with pytest.raises(ShareConfigError, match="only step l1"):
         load_share_config(None, ["task=depth", "step=activation", f"init={dense}", f"head_init={dense}"])
+
+
+def test_distillation_pulls_the_subtask_towards_its_teacher():
+    """With a teacher (``distill``), the sub-task ends closer to the teacher's output than the same run without."""
+
+    def angle_to(teacher, shared, x):
+        with torch.no_grad():
+            got = shared(x, tasks=["normals"])[0]["normals"]
+            return torch.rad2deg(torch.acos((got * teacher(x)).sum(1).clamp(-1, 1))).mean()
+
+    torch.manual_seed(0)
+    models = build_task_models(CFG, ["segmentation", "normals"]).eval()
+    data = DataLoader(ToyScenes(16, CFG.img_size, seed=0), batch_size=4)
+    x = torch.randn(2, 3, *CFG.img_size, generator=torch.Generator().manual_seed(3))
+    angles = {}
+    for weight in (0.0, 5.0):
+        st = subtask_from_base(models["segmentation"], "normals", "lowrank", 4, seed=0)
+        shared = SharedMultiTaskModel(models["segmentation"], {"normals": st})
+        train_subtask(shared, "normals", "l1", itertools.cycle(data), steps=15, lr=3e-3, delta="lowrank",
+                      teacher=models["normals"] if weight else None, distill_weight=weight, log_every=15)
+        angles[weight] = float(angle_to(models["normals"], shared.eval(), x))
+    assert angles[5.0] < 0.8 * angles[0.0], angles

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=320, help="image width in pixels")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of the sequences (camera at walking speed)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives the same dataset")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="fraction of rooms held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="fraction of rooms held out for validation (1: a test set, every room held out)")
     p.add_argument("--force", action="store_true", help="re-render even if OUT already holds a complete dataset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -43,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.height > 960 or args.width > 1280:
         print("mtshare render: --height/--width at most 960x1280", file=sys.stderr)
         return 2
-    if not 0.0 <= args.val_fraction < 1.0:
-        print(f"mtshare render: --val-fraction must be in [0, 1), got {args.val_fraction}", file=sys.stderr)
+    if not 0.0 <= args.val_fraction <= 1.0:
+        print(f"mtshare render: --val-fraction must be in [0, 1], got {args.val_fraction}", file=sys.stderr)
         return 2
     from mtshare_ros.data.synthetic import ensure_synthetic_dataset, write_dataset
 

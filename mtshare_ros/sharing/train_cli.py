@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "start_layer": 0,  # blocks before it (and the embedding) stay the base's: no delta, no token comparison
     "head_channels": None,  # width of the sub-task's head (None: the base's)
     "head_init": None,  # step l1: a dense checkpoint whose model for the task gives the head its start
+    "distill": None,  # a dense checkpoint whose model for the task is also a target (weight: train.distill_weight)
     "density": 0.05,
     "row_fraction": 0.1,
     "base_checkpoint": "default",
@@ -58,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 8,
         "lr": 2.0e-4,
         "penalty_weight": 0.0,
+        "distill_weight": 1.0,
         "threshold": 0.1,
         "max_token_fraction": 1.0,
         "crop": None,
@@ -107,7 +109,7 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     if cfg["step"] != "l1" and cfg["head_init"]:
         raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
     t = cfg["train"]
-    for key in ("lr", "penalty_weight", "threshold", "max_token_fraction"):
+    for key in ("lr", "penalty_weight", "distill_weight", "threshold", "max_token_fraction"):
         t[key] = float(t[key])
     for key in ("steps", "batch_size", "log_every"):
         if not isinstance(t[key], int) or t[key] <= 0:
@@ -174,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     shared, names, record = build_model(cfg)
     shared.to(device)
+    teacher = None
+    if cfg["distill"]:
+        models, _ = load_checkpoint(cfg["distill"], tasks=[cfg["task"]])
+        teacher = models[cfg["task"]].to(device).eval()
+        log.info("distilling the %s model of %s (weight %g)", cfg["task"], cfg["distill"], t["distill_weight"])
     data = cfg["data"]
     size = tuple(data["size"] or shared.cfg.img_size)
     ds = make_dataset(data, data["train_split"], size, data["augment"])
@@ -207,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=t["seed"],
         log_every=t["log_every"],
         augment=t["batch_augment"],
+        teacher=teacher,
+        distill_weight=t["distill_weight"],
     )
     st = shared.subtasks[cfg["task"]]
     prov = {"config": cfg, "history": history, "delta_sparsity": delta_sparsity(st), "storage": st.storage()}

@@ -31,7 +31,7 @@ from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view, owned
 from mtshare_ros.training.distributed import DistInfo
 from mtshare_ros.training.evaluate import normalise
-from mtshare_ros.training.losses import task_loss
+from mtshare_ros.training.losses import as_target, task_loss
 from mtshare_ros.training.trainer import batch_augment
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,16 @@ def train_subtask(
     seed: int = 0,
     log_every: int = 10,
     augment: dict[str, Any] | None = None,
+    teacher: nn.Module | None = None,
+    distill_weight: float = 1.0,
 ) -> list[dict[str, float]]:
     """Train ``shared.subtasks[task]`` for ``steps`` optimiser steps of the given method step.
 
     ``penalty_weight`` weighs the step's penalty (step 1: on ``dW``; step 3: on activation deltas).
     ``augment``: ``{"hflip": bool, "colour": float}``, the in-loop augmentation of the task models' training.
+    ``teacher``: a dense model of the task (typically its independent model) whose output is a second target,
+    weighted ``distill_weight``, with the task's own loss: the sub-task's metric is judged against that
+    model, and its output is a denser, learnable target on every pixel (no invalid ones) and every frame.
     Returns the logged history (loss, penalty, recomputed fraction).
     """
     if step not in STEPS:
@@ -166,6 +171,11 @@ def train_subtask(
         )
         loss_sum, count = task_loss(task, raw["outputs"][task], target)
         loss = loss_sum / count.clamp_min(1)
+        if teacher is not None:
+            with torch.no_grad():
+                soft = as_target(task, teacher(x, offset))
+            soft_sum, soft_count = task_loss(task, raw["outputs"][task], {task: soft})
+            loss = loss + distill_weight * soft_sum / soft_count.clamp_min(1)
         if step == "l1":
             pen = delta_penalty(st, delta)
         elif gate and raw["scores"][task]:

@@ -57,6 +57,16 @@ def normals_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor
 LOSSES = {"segmentation": segmentation_loss, "depth": depth_loss, "normals": normals_loss}
 
 
+def as_target(task: str, output: torch.Tensor) -> torch.Tensor:
+    """A model's output in the form of the task's ground truth (class ids; depth (B, H, W) metres; unit
+    normals), so that it can be a training target (distillation)."""
+    if task == "segmentation":
+        return output.argmax(1)
+    if task == "depth":
+        return output[:, 0]
+    return output
+
+
 def task_loss(task: str, pred: torch.Tensor, sample: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of ``task`` against its ground truth in ``sample`` (which must hold the task's key)."""
     if task not in sample:
