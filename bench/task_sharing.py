@@ -14,7 +14,7 @@ deviation of each task's output from its independent model. Two settings:
 A table compares the delta structures (storage, reconstruction error, time of one layer).
 Writes bench/results/task_sharing.{json,md}.
 
-    .venv/bin/python bench/task_sharing.py            # full run
+    .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results)
     .venv/bin/python bench/task_sharing.py --quick    # smoke run (few frames, samples and toy steps)
 """
 
@@ -643,9 +643,17 @@ def main(argv: list[str] | None = None) -> int:
         default=["0:1", "0.05:0.5", "0.05:0.3", "0.05:0.2", "0.05:0.1", "1000:1"],
         help="threshold:max_token_fraction pairs for the trained sub-tasks (1000:1 = nothing recomputed)",
     )
-    ap.add_argument("--data-root", default=str(ROOT / "data" / "synthetic"))
+    ap.add_argument(
+        "--data-root",
+        default=str(ROOT / "data" / "synthetic_test"),
+        help="held-out data for accuracy: the test split, 200 rooms no model was trained or selected on "
+        "(mtshare render --out data/synthetic_test --rooms 200 --frames-per-room 3 --fps 1 --seed 3 "
+        "--val-fraction 1)",
+    )
     ap.add_argument("--split", default="val")
-    ap.add_argument("--samples", type=int, default=24, help="frames of the split used for accuracy")
+    ap.add_argument(
+        "--samples", type=int, default=200, help="frames of the split used for accuracy, evenly spaced"
+    )
     ap.add_argument("--frames", type=int, default=12, help="timed frames per variant")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
