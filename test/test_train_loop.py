@@ -155,3 +155,26 @@ def test_warm_start_adds_the_detail_branch_without_changing_the_outputs(tmp_path
     wrong = tiny_config(tmp_path / "c", "model.embed_dim=64", f"train.init={tmp_path / 'a' / 'model.pt'}")
     with pytest.raises(ConfigError, match="does not fit the model"):
         Trainer(wrong, ToyScenes(16), None)
+
+
+def test_export_merge_replaces_only_the_trained_task(tmp_path):
+    """Fine-tune one task of a checkpoint and export it back: the other tasks' weights and record are kept."""
+    train(tiny_config(tmp_path / "all", "train.steps=2", f"export.path={tmp_path / 'all.pt'}"), ToyScenes(16), None)
+    merged = tmp_path / "merged.pt"
+    one = tiny_config(tmp_path / "one", "train.steps=2", "train.tasks=[depth]", f"train.init={tmp_path / 'all.pt'}",
+                      f"export.path={merged}", f"export.merge={tmp_path / 'all.pt'}")
+    train(one, ToyScenes(16), None)
+    before, _ = load_checkpoint(tmp_path / "all.pt")
+    after, meta = load_checkpoint(merged)
+    tuned, _ = load_checkpoint(tmp_path / "one" / "model.pt")
+    assert list(after) == ["segmentation", "depth", "normals"]
+    for task, model in after.items():
+        want = tuned[task] if task == "depth" else before[task]
+        for (name, got), ref in zip(model.state_dict().items(), want.state_dict().values(), strict=True):
+            assert torch.allclose(got, ref.half().float()), (task, name)  # fp16 export
+    assert not torch.equal(after["depth"].head.out.weight, before["depth"].head.out.weight)
+    assert meta["provenance"]["merged"]["tasks_from_source"] == ["segmentation", "normals"]
+    other = tiny_config(tmp_path / "bad", "train.steps=1", "train.tasks=[depth]", "model.embed_dim=64",
+                        f"export.path={tmp_path / 'bad.pt'}", f"export.merge={tmp_path / 'all.pt'}")
+    with pytest.raises(ConfigError, match="export.merge"):
+        Trainer(other, ToyScenes(16), None)  # refused before any training

@@ -53,7 +53,9 @@ DEFAULTS: dict[str, Any] = {
         "resume": True,  # continue from out_dir/last.pt when it exists
         "init": None,  # mtshare checkpoint ('default' or a path) to start the task models from (warm start)
     },
-    "export": {"path": None, "half": True},  # where to also write the final model checkpoint
+    # where to also write the final model checkpoint; ``merge``: a checkpoint whose other tasks' models the
+    # exported file keeps (fine-tune one task of the shipped default and export it back beside the others)
+    "export": {"path": None, "half": True, "merge": None},
 }
 
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from tqdm import tqdm
 
 from mtshare_ros.inference import select_device
-from mtshare_ros.models.checkpoint import read_checkpoint, save_checkpoint
+from mtshare_ros.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from mtshare_ros.models.vit import ModelConfig, build_task_models
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
@@ -153,6 +153,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+def merge_models(
+    source: str, trained: nn.ModuleDict, cfg: ModelConfig, class_names: list[str], prov: dict[str, Any]
+) -> tuple[nn.ModuleDict, dict[str, Any]]:
+    """The models of checkpoint ``source`` with those of ``trained`` in place of their tasks, and a provenance
+    that keeps ``source``'s record for the tasks taken from it. The architecture and classes must match."""
+    try:
+        kept, meta = load_checkpoint(source, cfg)
+    except CheckpointError as exc:
+        raise ConfigError(f"export.merge: {exc}") from exc
+    if list(meta["class_names"]) != list(class_names):
+        raise ConfigError(f"export.merge: {source} has other classes than this run's models")
+    models = nn.ModuleDict({**kept, **trained})
+    others = [t for t in kept if t not in trained]
+    record = dict(prov, merged={"source": str(source), "tasks_from_source": others,
+                                "source_provenance": meta.get("provenance", {})})
+    return models, record
+
+
 class Trainer:
     """Builds models, data and optimiser from a config dict and runs the loop (see ``train``)."""
 
@@ -206,6 +224,8 @@ class Trainer:
                 load_timm_encoder(models[task].encoder, str(cfg["backbone"]["pretrained"]))
         if t["init"]:
             warm_start(models, str(t["init"]))
+        if cfg["export"]["merge"]:  # fail now rather than after the training
+            merge_models(str(cfg["export"]["merge"]), models, self.mcfg, self.class_names, {})
         self.models = models.to(self.device)
         net = TaskModels(self.models)
         if self.info.enabled:
@@ -295,8 +315,11 @@ class Trainer:
         save_checkpoint(self.out_dir / MODEL_FILE, self.models, self.mcfg, self.class_names, prov)
         export = self.cfg["export"]
         if export["path"]:
-            save_checkpoint(export["path"], self.models, self.mcfg, self.class_names, prov, half=export["half"])
-            log.info("exported %s (half=%s)", export["path"], export["half"])
+            models = self.models
+            if export["merge"]:
+                models, prov = merge_models(export["merge"], self.models, self.mcfg, self.class_names, prov)
+            save_checkpoint(export["path"], models, self.mcfg, self.class_names, prov, half=export["half"])
+            log.info("exported %s (half=%s, tasks %s)", export["path"], export["half"], ", ".join(models))
 
     # ------------------------------------------------------------------ loop
     def _batches(self):
