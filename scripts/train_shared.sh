@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the shipped sub-tasks (depth, normals) of the shared model against the shipped default base
-# (sharing steps 1 and 3 of the method, see config/train/shared_lowrank_step*.yaml) and exports them as
-# mtshare_ros/weights/default_depth.pt and default_normals.pt. Needs data/synthetic and
-# data/synthetic_train (see config/train/synthetic_small.yaml). Extra arguments are passed to every step
+# (sharing steps 1 and 3 of the method, see config/train/shared_lowrank_*.yaml) and exports them as
+# mtshare_ros/weights/default_depth.pt and default_normals.pt. Needs data/synthetic, data/synthetic_train
+# (see config/train/synthetic_small.yaml) and data/synthetic_more (see shared_lowrank_distill.yaml), and
+# the shipped independent models (the distilled rounds' teachers). Extra arguments are passed to every step
 # as overrides (e.g. train.threads=4). PARALLEL=1 trains the two sub-tasks at the same time (they are
 # independent; on 2 cores, two 1-thread runs finish sooner than two 2-thread runs one after the other).
 set -euo pipefail
@@ -18,6 +19,8 @@ chain() {  # task, step-1 steps, overrides...
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3.yaml task="$task" "$@"
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3_full.yaml task="$task" "$@"
   "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_step3_full2.yaml task="$task" "$@"
+  "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_distill.yaml task="$task" "$@"
+  "$PY" -m mtshare_ros.cli share-train --config config/train/shared_lowrank_distill_full.yaml task="$task" "$@"
 }
 
 # Normals get three times the step-1 steps: they gained 1.2 deg there (28.5 -> 27.3 deg, all tokens, val),
