@@ -134,6 +134,16 @@ def _check_base(base: DenseViT) -> None:
             raise ValueError(f"shared engine: block {i} has LayerNorms of different eps")
 
 
+def _check_subtask(base: DenseViT, name: str, st: SubTaskDelta) -> None:
+    """Refuse a sub-task stored under another task's name, the base task itself, or another architecture."""
+    if name != st.task:
+        raise ValueError(f"sub-task stored under {name!r} is for task {st.task!r}")
+    if name == base.task:
+        raise ValueError(f"sub-task {name!r} is the base task itself")
+    if st.cfg != base.cfg:
+        raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
+
+
 class SharedMultiTaskModel(nn.Module):
     """Base task (dense ``DenseViT``) plus sub-tasks stored as deltas against it.
 
@@ -146,12 +156,7 @@ class SharedMultiTaskModel(nn.Module):
         super().__init__()
         _check_base(base)
         for name, st in subtasks.items():
-            if name != st.task:
-                raise ValueError(f"sub-task stored under {name!r} is for task {st.task!r}")
-            if name == base.task:
-                raise ValueError(f"sub-task {name!r} is the base task itself")
-            if st.cfg != base.cfg:
-                raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
+            _check_subtask(base, name, st)
         self.base = base
         self.subtasks = nn.ModuleDict(subtasks)
         self._fused: dict[tuple, Any] = {}  # weights with the deltas applied: see _block_params
@@ -368,9 +373,8 @@ class SharedMultiTaskModel(nn.Module):
         self._head_counts.clear()
 
     def set_subtask(self, st: SubTaskDelta) -> None:
-        """Add or replace the sub-task ``st.task`` (it must fit the base: see ``__init__``)."""
-        if st.task == self.base.task or st.cfg != self.base.cfg:
-            raise ValueError(f"sub-task {st.task!r} does not fit this model's base")
+        """Add or replace the sub-task ``st.task`` (it must fit the base, as in ``__init__``)."""
+        _check_subtask(self.base, st.task, st)
         self._clear_caches()
         self.subtasks[st.task] = st
 
