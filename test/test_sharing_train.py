@@ -182,3 +182,46 @@ def test_distillation_pulls_the_subtask_towards_its_teacher():
                       teacher=models["normals"] if weight else None, distill_weight=weight, log_every=15)
         angles[weight] = float(angle_to(models["normals"], shared.eval(), x))
     assert angles[5.0] < 0.8 * angles[0.0], angles
+
+
+def test_growing_a_subtask_keeps_its_outputs_and_adds_trainable_capacity(tmp_path):
+    """``grow`` (rank up, start layer down) changes nothing the sub-task computes until it trains, and what it
+    adds does train; it refuses to shrink, and the CLI refuses it where there is nothing to grow."""
+    import pytest
+
+    from mtshare_ros.sharing.deltas import LowRankDelta
+    from mtshare_ros.sharing.train_cli import ShareConfigError, load_share_config
+    from mtshare_ros.sharing.train_steps import grow_subtask
+
+    torch.manual_seed(0)
+    base = build_task_models(CFG, ["segmentation"])["segmentation"].eval()
+    st = subtask_from_base(base, "depth", "lowrank", 4, seed=0, start_layer=1)
+    with torch.no_grad():
+        for d in st.deltas.values():
+            d.b.normal_(0, 0.3)  # a trained-looking sub-task, not the base
+    shared = SharedMultiTaskModel(base, {"depth": st}).eval()
+    x = torch.randn(2, 3, *CFG.img_size)
+    with torch.no_grad():
+        want = shared(x)[0]["depth"]
+    grown = grow_subtask(st, base, rank=8, start_layer=0, seed=1)
+    assert grown.start_layer == 0 and grown.storage()["values"] > st.storage()["values"]
+    assert {d.rank for d in grown.deltas.values() if isinstance(d, LowRankDelta)} == {8}
+    shared.set_subtask(grown)
+    with torch.no_grad():
+        got = shared(x)[0]["depth"]
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    data = DataLoader(ToyScenes(8, CFG.img_size, seed=0), batch_size=4)
+    train_subtask(shared, "depth", "activation", itertools.cycle(data), steps=2, lr=1e-2, log_every=2)
+    new_block = grown.delta("blocks.0.attn.qkv.weight")
+    assert new_block.b.abs().sum() > 0  # the joined block learnt
+    assert grown.delta("blocks.1.mlp.fc1.weight").b[:, 4:].abs().sum() > 0  # so did the added rank
+
+    with pytest.raises(ValueError, match="cannot give back"):
+        grow_subtask(grown, base, start_layer=1)
+    with pytest.raises(ValueError, match="cannot lower"):
+        grow_subtask(grown, base, rank=2)
+    with pytest.raises(ShareConfigError, match="grow"):
+        load_share_config(None, ["step=l1", "grow={rank: 8}"])
+    with pytest.raises(ShareConfigError, match="grow"):
+        load_share_config(None, ["step=activation", f"init={tmp_path}/x.pt", "grow={width: 8}"])

@@ -24,7 +24,14 @@ from mtshare_ros.models.checkpoint import load_checkpoint
 from mtshare_ros.sharing.checkpoint import load_shared, save_shared, save_subtask
 from mtshare_ros.sharing.deltas import DELTA_KINDS
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
-from mtshare_ros.sharing.train_steps import STEPS, delta_sparsity, fix_pattern, subtask_from_base, train_subtask
+from mtshare_ros.sharing.train_steps import (
+    STEPS,
+    delta_sparsity,
+    fix_pattern,
+    grow_subtask,
+    subtask_from_base,
+    train_subtask,
+)
 from mtshare_ros.training.config import parse_override
 from mtshare_ros.training.datasets import class_names, make_dataset
 
@@ -38,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "start_layer": 0,  # blocks before it (and the embedding) stay the base's: no delta, no token comparison
     "head_channels": None,  # width of the sub-task's head (None: the base's)
     "head_init": None,  # step l1: a dense checkpoint whose model for the task gives the head its start
+    "grow": None,  # later steps: {rank: R, start_layer: S} gives the loaded sub-task more capacity first
     "distill": None,  # a dense checkpoint whose model for the task is also a target (weight: train.distill_weight)
     "density": 0.05,
     "row_fraction": 0.1,
@@ -108,6 +116,12 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
         raise ShareConfigError(f"step {cfg['step']!r} continues a shared checkpoint: set 'init'")
     if cfg["step"] != "l1" and cfg["head_init"]:
         raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
+    if cfg["grow"] is not None:
+        grow = cfg["grow"]
+        if cfg["step"] == "l1" or not isinstance(grow, dict) or not grow or set(grow) - {"rank", "start_layer"}:
+            raise ShareConfigError(f"grow: a step after l1 takes {{rank: R, start_layer: S}} (either), got {grow!r}")
+        if any(not isinstance(v, int) or v < 0 for v in grow.values()):
+            raise ShareConfigError(f"grow: rank and start_layer must be non-negative integers, got {grow!r}")
     t = cfg["train"]
     for key in ("lr", "penalty_weight", "distill_weight", "threshold", "max_token_fraction"):
         t[key] = float(t[key])
@@ -153,6 +167,13 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
             _init_head(shared.subtasks[task].head, cfg["head_init"], task)
     elif task not in shared.subtasks:
         raise ShareConfigError(f"{cfg['init']}: has no sub-task {task!r} to continue (has {list(shared.subtasks)})")
+    if cfg["grow"]:
+        try:
+            grown = grow_subtask(shared.subtasks[task], shared.base, seed=cfg["train"]["seed"], **cfg["grow"])
+            shared.set_subtask(grown)
+        except ValueError as e:
+            raise ShareConfigError(f"grow: {e}") from e
+        log.info("grew sub-task %s: %s", task, cfg["grow"])
     if cfg["step"] == "pattern":
         fix_pattern(shared.subtasks[task], cfg["delta"], cfg["density"], cfg["row_fraction"])
     prior = dict(meta.get("provenance", {}).get("train_steps", {})) if cfg["init"] else {}

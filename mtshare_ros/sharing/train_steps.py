@@ -16,6 +16,7 @@ The base model is frozen throughout. Every step reads and writes a shared checkp
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -72,6 +73,56 @@ def subtask_from_base(
     torch.manual_seed(seed)
     st = SubTaskDelta(task, base.cfg, deltas, vectors, start_layer=start_layer, head_channels=head_channels)
     return st.to(next(base.parameters()).device)
+
+
+@torch.no_grad()
+def grow_subtask(
+    st: SubTaskDelta, base: DenseViT, rank: int | None = None, start_layer: int | None = None, seed: int = 0
+) -> SubTaskDelta:
+    """The trained sub-task ``st`` with more capacity and exactly the same function, to train on.
+
+    Why: a sub-task that fits its training frames worse than its independent model is short of capacity,
+    and retraining a larger one from step 1 throws away hours of CPU. ``rank``: every low-rank delta grows
+    to this rank (new rows of ``A`` random, new columns of ``B`` zero, so ``B A`` is unchanged).
+    ``start_layer``: the blocks from there up to the old start layer join the sub-task with ``dW = 0`` at
+    ``rank`` (default: the sub-task's largest) and the base's vectors. The head is kept.
+    """
+    ranks = [d.rank for d in st.deltas.values() if isinstance(d, LowRankDelta)]
+    rank = rank or max(ranks, default=1)
+    start = st.start_layer if start_layer is None else int(start_layer)
+    if start > st.start_layer:
+        raise ValueError(f"start_layer {start}: growing cannot give back owned blocks (sub-task starts at "
+                         f"{st.start_layer})")
+    if any(rank < r for r in ranks):
+        raise ValueError(f"rank {rank}: growing cannot lower the rank of deltas of rank {max(ranks)}")
+    g = torch.Generator().manual_seed(seed)
+    deltas, vectors = {}, {}
+    for name, p in base.encoder.named_parameters():
+        if not owned(name, start):
+            continue
+        if not owned(name, st.start_layer):
+            if p.ndim < 2:
+                vectors[name] = p.detach().clone()
+                continue
+            out_f, in_f = matrix_view(name, p).shape
+            d = LowRankDelta(out_f, in_f, tuple(p.shape), min(rank, out_f, in_f))
+            d.a.copy_(torch.randn(d.a.shape, generator=g) / math.sqrt(in_f))
+            deltas[name] = d
+        elif p.ndim < 2:
+            vectors[name] = st.vector(name).detach().clone()
+        else:
+            old = st.delta(name)
+            if not isinstance(old, LowRankDelta) or old.rank >= min(rank, old.out_features, old.in_features):
+                deltas[name] = copy.deepcopy(old)
+                continue
+            d = LowRankDelta(old.out_features, old.in_features, old.shape, min(rank, old.out_features, old.in_features))
+            extra = d.rank - old.rank
+            d.a.copy_(torch.cat([old.a, torch.randn(extra, old.in_features, generator=g) / math.sqrt(old.in_features)]))
+            d.b.copy_(torch.cat([old.b, old.b.new_zeros(old.out_features, extra)], dim=1))
+            deltas[name] = d
+    grown = SubTaskDelta(st.task, st.cfg, deltas, vectors, start_layer=start, head_channels=st.head_channels)
+    grown.head.load_state_dict(st.head.state_dict())
+    return grown.to(next(st.parameters()).device)
 
 
 def fix_pattern(st: SubTaskDelta, delta: str, density: float, row_fraction: float) -> SubTaskDelta:
@@ -225,4 +276,6 @@ def delta_sparsity(st: SubTaskDelta, eps: float = 1e-8) -> float:
     return zero / max(total, 1)
 
 
-__all__ = ["STEPS", "delta_penalty", "delta_sparsity", "fix_pattern", "subtask_from_base", "train_subtask"]
+__all__ = [
+    "STEPS", "delta_penalty", "delta_sparsity", "fix_pattern", "grow_subtask", "subtask_from_base", "train_subtask"
+]
