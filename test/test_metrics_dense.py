@@ -50,6 +50,21 @@ def test_depth_metrics_by_hand():
     assert res["abs_rel"] == pytest.approx((0.1 + 0.5 + 0.0) / 3)
     assert res["delta1"] == pytest.approx(2 / 3)  # 1.1 and 4.0 within 1.25, 1.0 vs 2.0 is not
     assert res["pixels"] == 3
+    scale = 2.0 / 1.1  # median target / median prediction over the valid pixels
+    want = (abs(1.1 * scale - 1) / 1 + abs(1.0 * scale - 2) / 2 + abs(4.0 * scale - 4) / 4) / 3
+    assert res["abs_rel_aligned"] == pytest.approx(want)
+
+
+def test_aligned_depth_error_forgives_one_scale_per_image_but_not_wrong_structure():
+    target = torch.tensor([[[1.0, 2.0, 3.0]], [[2.0, 4.0, 0.0]]])
+    m = DepthMetrics()
+    m.update(torch.stack([target[0] * 0.5, target[1] * 2.0]), target)  # each image off by its own scale
+    res = m.compute()
+    assert res["abs_rel_aligned"] == pytest.approx(0.0, abs=1e-12)
+    assert res["abs_rel"] == pytest.approx((0.5 * 3 + 1.0 * 2) / 5)
+    flat = DepthMetrics()
+    flat.update(torch.full((1, 1, 3), 2.0), target[:1])  # a constant: no structure to align
+    assert flat.compute()["abs_rel_aligned"] == pytest.approx((1.0 + 0.0 + 1 / 3) / 3)
 
 
 def _unit(deg: float) -> list[float]:

@@ -50,10 +50,15 @@ class SegmentationMetrics:
 
 
 class DepthMetrics:
-    """RMSE (m), abs-rel and delta<1.25 over pixels with valid ground truth (> 0)."""
+    """RMSE (m), abs-rel and delta<1.25 over pixels with valid ground truth (> 0), and the scale-aligned abs-rel.
+
+    ``abs_rel_aligned`` scales each image's prediction by ``median(target) / median(prediction)`` first: it
+    separates a wrong metric scale (which one number per image fixes) from wrong structure (which it does not),
+    and is the usual score of models that only predict relative depth.
+    """
 
     def __init__(self) -> None:
-        self.state = torch.zeros(4, dtype=torch.float64)  # sq err, abs rel, delta hits, count
+        self.state = torch.zeros(5, dtype=torch.float64)  # sq err, abs rel, delta hits, count, aligned abs rel
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """``pred``: (B, 1, H, W) or (B, H, W) metres; ``target``: (B, H, W) metres, 0 where invalid."""
@@ -61,15 +66,23 @@ class DepthMetrics:
         valid = target > MIN_VALID_DEPTH
         p, t = pred[valid].double().clamp_min(1e-6), target[valid].double()
         ratio = torch.maximum(p / t, t / p)
+        aligned = p.new_zeros(())
+        for pi, ti, vi in zip(pred, target, valid, strict=True):
+            if vi.any():
+                pv, tv = pi[vi].double().clamp_min(1e-6), ti[vi].double()
+                aligned = aligned + ((pv * (tv.median() / pv.median()) - tv).abs() / tv).sum()
         self.state += torch.stack(
-            [((p - t) ** 2).sum(), ((p - t).abs() / t).sum(), (ratio < 1.25).sum().double(), torch.tensor(p.numel())]
+            [((p - t) ** 2).sum(), ((p - t).abs() / t).sum(), (ratio < 1.25).sum().double(), torch.tensor(p.numel()),
+             aligned]
         ).cpu()
 
     def compute(self) -> dict[str, float]:
-        sq, rel, hits, n = self.state.tolist()
+        sq, rel, hits, n, aligned = self.state.tolist()
         if n == 0:
-            return {"rmse": float("nan"), "abs_rel": float("nan"), "delta1": float("nan"), "pixels": 0}
-        return {"rmse": math.sqrt(sq / n), "abs_rel": rel / n, "delta1": hits / n, "pixels": int(n)}
+            nan = float("nan")
+            return {"rmse": nan, "abs_rel": nan, "delta1": nan, "abs_rel_aligned": nan, "pixels": 0}
+        return {"rmse": math.sqrt(sq / n), "abs_rel": rel / n, "delta1": hits / n, "abs_rel_aligned": aligned / n,
+                "pixels": int(n)}
 
 
 class NormalsMetrics:
@@ -123,7 +136,7 @@ def build_metrics(task: str, num_classes: int) -> Metrics:
 
 HEADLINE = {
     "segmentation": ("mIoU", "pixel_acc"),
-    "depth": ("rmse", "abs_rel", "delta1"),
+    "depth": ("rmse", "abs_rel", "delta1", "abs_rel_aligned"),
     "normals": ("mean_deg", "median_deg", "within_11.25", "within_22.5", "within_30"),
 }
 """The numbers each task reports in logs and tables."""
