@@ -79,8 +79,10 @@ def load_eval_samples(root: Path, split: str, size: tuple[int, int], n: int) -> 
         from mtshare_ros.training.datasets import make_dataset
 
         ds = make_dataset({"dataset": "synthetic", "root": str(root)}, split, size, augment=False)
+        n = n if n > 0 else len(ds)
         idx = [round(i * (len(ds) - 1) / max(1, n - 1)) for i in range(min(n, len(ds)))]
         return [ds[i] for i in idx], f"synthetic {split} split ({root}), {len(idx)} of {len(ds)} frames", True
+    n = n if n > 0 else 40
     ds = ToyScenes(length=n, size=size, seed=1)
     desc = f"no synthetic data ({root / 'READY'} not found): {n} toy scenes as inputs, deviations only"
     return [ds[i] for i in range(n)], desc, False
@@ -652,7 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--split", default="val")
     ap.add_argument(
-        "--samples", type=int, default=200, help="frames of the split used for accuracy, evenly spaced"
+        "--samples",
+        type=int,
+        default=0,
+        help="frames of the split used for accuracy, evenly spaced (0: all; the goals are judged on all 600)",
     )
     ap.add_argument("--frames", type=int, default=12, help="timed frames per variant")
     ap.add_argument("--warmup", type=int, default=3)
