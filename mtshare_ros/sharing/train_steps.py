@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 STEPS = ("l1", "pattern", "activation")
 
 
+def _fresh_lowrank(name: str, p: torch.Tensor, rank: int, g: torch.Generator) -> LowRankDelta:
+    """A rank-``rank`` delta of ``p`` with ``B = 0`` (so ``dW = 0``, as in LoRA) and a random ``A``."""
+    out_f, in_f = matrix_view(name, p).shape
+    d = LowRankDelta(out_f, in_f, tuple(p.shape), min(rank, out_f, in_f))
+    with torch.no_grad():
+        d.a.copy_(torch.randn(d.a.shape, generator=g) / math.sqrt(in_f))
+    return d
+
+
 def subtask_from_base(
     base: DenseViT,
     task: str,
@@ -62,14 +71,10 @@ def subtask_from_base(
         if p.ndim < 2:
             vectors[name] = p.detach().clone()
             continue
-        out_f, in_f = matrix_view(name, p).shape
         if delta == "lowrank":
-            d = LowRankDelta(out_f, in_f, tuple(p.shape), min(rank, out_f, in_f))
-            with torch.no_grad():
-                d.a.copy_(torch.randn(d.a.shape, generator=g) / math.sqrt(in_f))  # B = 0: starts at dW = 0
+            deltas[name] = _fresh_lowrank(name, p, rank, g)
         else:
-            d = DenseDelta(out_f, in_f, tuple(p.shape))
-        deltas[name] = d
+            deltas[name] = DenseDelta(*matrix_view(name, p).shape, tuple(p.shape))
     torch.manual_seed(seed)
     st = SubTaskDelta(task, base.cfg, deltas, vectors, start_layer=start_layer, head_channels=head_channels)
     return st.to(next(base.parameters()).device)
@@ -104,10 +109,7 @@ def grow_subtask(
             if p.ndim < 2:
                 vectors[name] = p.detach().clone()
                 continue
-            out_f, in_f = matrix_view(name, p).shape
-            d = LowRankDelta(out_f, in_f, tuple(p.shape), min(rank, out_f, in_f))
-            d.a.copy_(torch.randn(d.a.shape, generator=g) / math.sqrt(in_f))
-            deltas[name] = d
+            deltas[name] = _fresh_lowrank(name, p, rank, g)
         elif p.ndim < 2:
             vectors[name] = st.vector(name).detach().clone()
         else:
