@@ -1,6 +1,8 @@
 """Every training config the repository ships parses and passes its checks (a typo fails here, not after an
 hour of training)."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,20 @@ def test_shipped_training_configs_load(path):
         assert cfg["train"]["steps"] > 0
 
 
-def test_the_sharing_recipe_chains_and_exports_once():
-    """scripts/train_shared.sh: each round starts from the previous round's output; only the last exports."""
-    script = (CONFIGS[0].parent.parent.parent / "scripts" / "train_shared.sh").read_text()
-    rounds = [line.split("config/train/")[1].split(".yaml")[0] for line in script.splitlines()
-              if "share-train --config" in line]
-    cfgs = [load_share_config(str(CONFIGS[0].parent / f"{name}.yaml"), ["task=normals"]) for name in rounds]
-    for before, after in zip(cfgs, cfgs[1:], strict=False):
-        assert after["init"] == before["out"]
-    assert [bool(c["export"]) for c in cfgs] == [False] * (len(cfgs) - 1) + [True]
-    assert cfgs[-1]["export"].endswith("mtshare_ros/weights/default_normals.pt")
+def test_the_sharing_recipe_chains_and_exports_once(tmp_path):
+    """scripts/train_shared.sh, run with a stand-in interpreter that prints its arguments: per task, each round
+    starts from the previous round's output, and only the last exports, to the shipped file."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    script = CONFIGS[0].parent.parent.parent / "scripts" / "train_shared.sh"
+    out = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
+                         text=True, check=True).stdout
+    calls = [line.split()[3:] for line in out.splitlines()]  # -m mtshare_ros.cli share-train --config ...
+    for task in ("depth", "normals"):
+        cfgs = [load_share_config(str(script.parent.parent / c[1]), c[2:]) for c in calls if f"task={task}" in c]
+        assert cfgs[0]["step"] == "l1" and cfgs[0]["init"] is None
+        for before, after in zip(cfgs, cfgs[1:], strict=False):
+            assert after["init"] == before["out"]
+        assert [bool(c["export"]) for c in cfgs] == [False] * (len(cfgs) - 1) + [True]
+        assert cfgs[-1]["export"] == f"mtshare_ros/weights/default_{task}.pt"
