@@ -14,7 +14,7 @@ deviation of each task's output from its independent model. Two settings:
 A table compares the delta structures (storage, reconstruction error, time of one layer).
 Writes bench/results/task_sharing.{json,md}.
 
-    .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results)
+    .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results; ~20 min on 2 cores)
     .venv/bin/python bench/task_sharing.py --quick    # smoke run (few frames, samples and toy steps)
 """
 
@@ -659,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="frames of the split used for accuracy, evenly spaced (0: all; the goals are judged on all 600)",
     )
-    ap.add_argument("--frames", type=int, default=12, help="timed frames per variant")
+    ap.add_argument("--frames", type=int, default=40, help="timed frames per variant (interleaved; the median counts)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--delta", default="lowrank", choices=["lowrank", "rows", "sparse"])
