@@ -67,9 +67,9 @@ class DepthMetrics:
         p, t = pred[valid].double().clamp_min(1e-6), target[valid].double()
         ratio = torch.maximum(p / t, t / p)
         aligned = p.new_zeros(())
-        for pi, ti, vi in zip(pred, target, valid, strict=True):
-            if vi.any():
-                pv, tv = pi[vi].double().clamp_min(1e-6), ti[vi].double()
+        counts = valid.flatten(1).sum(1).tolist()  # the masked pixels come image by image, in batch order
+        for pv, tv in zip(p.split(counts), t.split(counts), strict=True):
+            if pv.numel():
                 aligned = aligned + ((pv * (tv.median() / pv.median()) - tv).abs() / tv).sum()
         self.state += torch.stack(
             [((p - t) ** 2).sum(), ((p - t).abs() / t).sum(), (ratio < 1.25).sum().double(), torch.tensor(p.numel()),
