@@ -114,11 +114,12 @@ def grow_subtask(
             vectors[name] = st.vector(name).detach().clone()
         else:
             old = st.delta(name)
-            if not isinstance(old, LowRankDelta) or old.rank >= min(rank, old.out_features, old.in_features):
+            target = min(rank, old.out_features, old.in_features)
+            if not isinstance(old, LowRankDelta) or old.rank >= target:
                 deltas[name] = copy.deepcopy(old)
                 continue
-            d = LowRankDelta(old.out_features, old.in_features, old.shape, min(rank, old.out_features, old.in_features))
-            extra = d.rank - old.rank
+            d = LowRankDelta(old.out_features, old.in_features, old.shape, target)
+            extra = target - old.rank
             d.a.copy_(torch.cat([old.a, torch.randn(extra, old.in_features, generator=g) / math.sqrt(old.in_features)]))
             d.b.copy_(torch.cat([old.b, old.b.new_zeros(old.out_features, extra)], dim=1))
             deltas[name] = d
