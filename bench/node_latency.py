@@ -6,7 +6,9 @@ Variants run side by side in one invocation, each against a fresh node process:
   all outputs @ 5 Hz    a camera slower than inference (no drops expected)
 Reports delivered fps, dropped frames, latency p50/p95 (header stamp -> receipt) and the node's own
 split into conversion (decode + output messages), inference and publishing. Writes
-bench/results/node_latency.json and .md.
+bench/results/node_latency.json and .md, each with the record of the machine it ran on
+(bench/environment.py: torch version, CPU capability and model, cores, threads; times differ about 2x
+between machines).
 
     .venv/bin/python bench/node_latency.py [--seconds 15]
 """
@@ -16,19 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import rclpy
-import torch
 from rclpy.executors import SingleThreadedExecutor
 from tqdm import tqdm
 
-from mtshare_ros.inference import describe_checkpoint
-from mtshare_ros.resources import use_fastdds_profile
 from mtshare_ros.ros.harness import (
     ALL_OUTPUTS,
     CameraPublisher,
@@ -38,6 +36,11 @@ from mtshare_ros.ros.harness import (
     start_node_process,
     stop_process,
 )
+from mtshare_ros.ros.resources import use_fastdds_profile
+from mtshare_ros.sharing.loader import describe_checkpoint
+
+# bench/ is not a package: run as ``python bench/node_latency.py`` its siblings import through sys.path[0]
+from environment import environment_line, environment_record
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = [
@@ -103,6 +106,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}; torch threads {report['torch_threads']}; device {report['device']}; "
         f"model: {report['model']}.",
+        f"Environment: {environment_line(report.get('environment'))}.",
         f"Reproduce: `{report['command']}`",
         "",
         "| variant | sent | delivered | fps | dropped (node) | superseded in DDS (depth 1) "
@@ -145,12 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_variant(n, o, hz, args.seconds, i) for i, (n, o, hz) in enumerate(VARIANTS)]
     finally:
         rclpy.try_shutdown()
+    env = environment_record()
     report = {
         "benchmark": "node_latency",
         "command": "make bench  (= .venv/bin/python bench/node_latency.py)",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU used",
-        "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
-        "torch_threads": torch.get_num_threads(),
+        "machine": f"{env['arch']}, {env['cpu_count']} CPU cores, no GPU used",
+        "device": env["cuda_device"] or "cpu",
+        "torch_threads": env["torch_threads"],
+        "environment": env,
         "model": describe_checkpoint("default"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "variants": rows,

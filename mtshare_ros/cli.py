@@ -13,7 +13,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-bag": ("mtshare_ros.data.bag_cli", "write a rosbag2 camera bag with ground truth"),
     "train": ("mtshare_ros.training.train_cli", "train models from a config"),
     "eval": ("mtshare_ros.training.eval_cli", "evaluate a checkpoint on a dataset"),
-    "share-train": ("mtshare_ros.sharing.train_cli", "train sub-tasks as deltas of the base task (method steps 1-3)"),
+    "share-train": (
+        "mtshare_ros.training.share_train_cli", "train sub-tasks as deltas of the base task (method steps 1-3)"
+    ),
 }
 
 

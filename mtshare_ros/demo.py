@@ -22,9 +22,9 @@ import torch
 from tqdm import tqdm
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
-from mtshare_ros.colorize import colorize_depth, colorize_normals, colorize_segmentation
-from mtshare_ros.inference import describe_checkpoint
-from mtshare_ros.resources import use_fastdds_profile
+from mtshare_ros.ros.resources import use_fastdds_profile
+from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
+from mtshare_ros.sharing.loader import describe_checkpoint
 from mtshare_ros.training.metrics import HEADLINE, build_metrics
 
 log = logging.getLogger("mtshare.demo")

@@ -2,7 +2,7 @@
 
 import os
 
-from mtshare_ros.resources import use_fastdds_profile
+from mtshare_ros.ros.resources import use_fastdds_profile
 
 use_fastdds_profile()
 # Keep the tests' topics away from anything else on this machine (demo, benchmarks, other runs).

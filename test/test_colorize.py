@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from mtshare_ros.classes import palette
-from mtshare_ros.colorize import colorize_depth, colorize_normals, colorize_segmentation
+from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
 
 
 def _turbo_rgb(i: int) -> np.ndarray:

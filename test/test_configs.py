@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mtshare_ros.sharing.train_cli import load_share_config
 from mtshare_ros.training.config import load_config
+from mtshare_ros.training.share_train_cli import load_share_config
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "config" / "train").glob("*.yaml"))
 

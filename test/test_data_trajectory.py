@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtshare_ros.data.scene import GRID_RES, generate_room
+from mtshare_ros.data.floor_map import GRID_RES
+from mtshare_ros.data.scene import generate_room
 from mtshare_ros.data.trajectory import HANDHELD, ROBOT, camera_trajectory
 
 FPS = 15.0

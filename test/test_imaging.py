@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mtshare_ros.imaging import FrameError, compressed_to_rgb, raw_to_rgb
+from mtshare_ros.runtime.decode import FrameError, compressed_to_rgb, raw_to_rgb
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from mtshare_ros.latest_frame import LatestFrameWorker
+from mtshare_ros.runtime.latest_frame import LatestFrameWorker
 
 
 def test_slow_worker_processes_newest_and_counts_drops():

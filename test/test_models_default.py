@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtshare_ros import inference
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.models import load_checkpoint
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SUBTASKS
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from mtshare_ros.sharing import loader
+from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS
 from mtshare_ros.training.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
 
@@ -52,8 +53,9 @@ def test_default_beats_chance_on_a_room_it_never_saw(default):
 
 def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
     """``checkpoint: default``: independent models with sharing off, the trained deltas in the engine."""
-    dense, shared, meta = inference.load_task_models("default")
-    assert "trained sub-task deltas (depth, normals)" in meta["sharing_source"]
+    loaded = loader.load_models("default")
+    dense, shared = loaded.dense, loaded.shared
+    assert "trained sub-task deltas (depth, normals)" in loaded.sharing_source
     full = sum(p.numel() for p in dense["depth"].parameters())
     for task in ("depth", "normals"):
         st = shared.subtasks[task]
@@ -68,16 +70,17 @@ def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, monk
     from mtshare_ros.models.vit import DenseViT
     from mtshare_ros.sharing import SharedMultiTaskModel
     from mtshare_ros.sharing.checkpoint import save_subtask
-    from mtshare_ros.sharing.train_steps import subtask_from_base
+    from mtshare_ros.training.subtask_steps import subtask_from_base
 
     _, meta = load_checkpoint("default")
     other = DenseViT(meta["model_config"], "segmentation")  # a freshly initialised, different base
     foreign = SharedMultiTaskModel(other, {"depth": subtask_from_base(other, "depth", "lowrank", 4, 0, 4)})
-    monkeypatch.setattr(inference, "DEFAULT_SUBTASKS", {"depth": save_subtask(tmp_path / "d.pt", foreign, "depth")})
+    monkeypatch.setattr(loader, "DEFAULT_SUBTASKS", {"depth": save_subtask(tmp_path / "d.pt", foreign, "depth")})
     with caplog.at_level("WARNING"):
-        _, shared, meta = inference.load_task_models("default")
+        loaded = loader.load_models("default")
+    shared = loaded.shared
     assert "made against base" in caplog.text
-    assert meta["sharing_source"] == "exact deltas from the independent models"
+    assert loaded.sharing_source == "exact deltas from the independent models"
     assert shared.subtasks["depth"].delta("blocks.0.attn.qkv.weight").kind == "dense"
-    line = inference.describe_checkpoint("default")  # says what runs, not merely which files exist
+    line = loader.describe_checkpoint("default")  # says what runs, not merely which files exist
     assert "not used, made for another base: d.pt" in line and "trained sub-task deltas" not in line

@@ -36,6 +36,42 @@ def test_every_parameter_has_a_description(node):
         assert desc.description, f"parameter {name} has no description"
 
 
+def test_parameters_are_the_table_and_the_params_file_holds_its_defaults(node):
+    """One table declares every parameter (``ros/params.py``); ``config/mtshare.yaml`` sets every one of them to
+    the table's default, so the file a user copies documents what the node does without it."""
+    from mtshare_ros.ros.params import PARAMS
+
+    rclpy_own = {"use_sim_time", "start_type_description_service"}  # every rclpy node declares these
+    assert set(node._parameters) - rclpy_own == {p.name for p in PARAMS}
+    for p in PARAMS:
+        assert node.get_parameter(p.name).value == p.default, p.name
+        assert node.describe_parameter(p.name).read_only == p.read_only, p.name
+    params = yaml.safe_load((ROOT / "config" / "mtshare.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(params) == {p.name for p in PARAMS} - {"autostart"}
+    for p in PARAMS:
+        if p.name in params:
+            assert params[p.name] == p.default and type(params[p.name]) is p.type, p.name
+
+
+def test_parameters_resolve_into_one_settings_value():
+    """-1 per-task thresholds inherit, others override; the settings are one immutable value."""
+    import dataclasses
+
+    from mtshare_ros.ros.params import PARAMS, check_settings, frame_settings
+
+    values = {p.name: p.default for p in PARAMS}
+    settings = frame_settings(values)
+    assert settings.sharing.thresholds(["depth", "normals"]) == {"depth": 0.05, "normals": 0.05}
+    values.update({"sharing.threshold": 0.2, "sharing.normals_threshold": 0.0, "tasks": ["segmentation", "depth"]})
+    settings = frame_settings(values)
+    assert settings.sharing.thresholds(["depth", "normals"]) == {"depth": 0.2, "normals": 0.0}
+    assert settings.tasks == ("segmentation", "depth")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.tasks = ("depth",)
+    values.update({"depth.min": 5.0, "depth.max": 1.0})
+    assert "depth.min" in check_settings(frame_settings(values))
+
+
 def launch_parameter_keys() -> set[str]:
     """Keys of the dict literals passed in ``parameters=[...]`` in the launch file."""
     keys: set[str] = set()
@@ -70,7 +106,8 @@ def test_launch_description_builds():
 
 
 def test_visualisation_outputs_only_while_subscribed(node):
-    from mtshare_ros.inference import Prediction
+    from mtshare_ros.runtime.outputs import assemble_outputs
+    from mtshare_ros.runtime.predictor import Prediction
 
     node.trigger_configure()
     assert node.predictor is not None, "configure loads the model"
@@ -82,13 +119,14 @@ def test_visualisation_outputs_only_while_subscribed(node):
         normals=np.tile(np.array([0, 0, -1], np.float32), (4, 6, 1)),
         image=np.zeros((4, 6, 3), np.uint8),
     )
-    out = node._build_outputs(Header(frame_id="f"), pred)
+    out = assemble_outputs(pred, 5, node.outputs.wanted(), None)
     assert set(out) == {"segmentation", "depth", "normals"}
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     sub = node.create_subscription(Image, "/inproc/depth/color", lambda m: None, 1)
-    assert spin_until(ex, lambda: node._pubs["depth/color"].get_subscription_count() > 0, 10)
-    out = node._build_outputs(Header(frame_id="f"), pred)
+    assert spin_until(ex, lambda: node.outputs["depth/color"].get_subscription_count() > 0, 10)
+    out = assemble_outputs(pred, 5, node.outputs.wanted(), None)
     assert set(out) == {"segmentation", "depth", "normals", "depth/color"}
+    assert set(node.outputs.to_messages(out, Header(frame_id="f"))) == set(out)
     node.destroy_subscription(sub)
     ex.remove_node(node)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from mtshare_ros.pointcloud import depth_to_points, scale_intrinsics
+from mtshare_ros.runtime.camera import scale_intrinsics
+from mtshare_ros.runtime.pointcloud import depth_to_points
 
 
 def test_plane_backprojects_to_its_depth_and_rays():

@@ -13,11 +13,10 @@ from mtshare_ros.sharing.checkpoint import (
     attach_subtask,
     is_shared_checkpoint,
     load_shared,
-    load_shared_model,
     save_shared,
     save_subtask,
-    shared_from_dense_checkpoint,
 )
+from mtshare_ros.sharing.loader import load_models
 
 CFG = ModelConfig(
     img_size=(32, 48), embed_dim=32, depth=2, num_heads=2, feature_layers=(0, 1), head_channels=48, num_classes=4
@@ -50,7 +49,7 @@ def test_shared_round_trip_gives_the_same_outputs(tmp_path, kind):
 
 
 def test_shared_prefix_and_narrow_head_survive_the_round_trip(tmp_path):
-    from mtshare_ros.sharing.train_steps import subtask_from_base
+    from mtshare_ros.training.subtask_steps import subtask_from_base
 
     model = _shared()
     st = subtask_from_base(model.base, "normals", "lowrank", 3, 0, start_layer=1, head_channels=24)
@@ -109,7 +108,7 @@ def test_dense_checkpoint_is_named_and_convertible(tmp_path):
     path = save_checkpoint(tmp_path / "dense.pt", models, CFG, ["a", "b", "c", "d"])
     with pytest.raises(SharedCheckpointError, match="dense checkpoint of independent models"):
         load_shared(path)
-    shared, _ = shared_from_dense_checkpoint(path, delta="dense")
+    shared = load_models(path).shared
     with torch.no_grad():
         out, _ = shared(_x())
         assert torch.allclose(out["depth"], models["depth"](_x()), atol=1e-4)
@@ -155,15 +154,23 @@ def test_storage_of_a_lowrank_subtask_is_small():
     assert st["delta_values"] == sum(d.stored_values() for d in model.subtasks["depth"].deltas.values())
 
 
-def test_load_shared_model_takes_both_kinds(tmp_path):
+def test_one_loader_takes_both_kinds(tmp_path):
+    """``load_models`` gives the engine and the dense models from a shared and from a dense checkpoint."""
     model = _shared()
     shared_path = save_shared(tmp_path / "s.pt", model, ["a", "b", "c", "d"])
-    loaded, meta = load_shared_model(shared_path)
-    assert meta["shared_source"] == "shared" and loaded.tasks == model.tasks
+    loaded = load_models(shared_path)
+    assert loaded.sharing_source == "shared checkpoint" and loaded.shared.tasks == model.tasks
+    assert loaded.dense["segmentation"] is loaded.shared.base and loaded.class_names == ["a", "b", "c", "d"]
+    with torch.no_grad():  # the dense sub-task model is W_base + dW: what the engine computes at threshold 0
+        want, _ = loaded.shared(_x(), 0.0, 1.0)
+        assert torch.allclose(loaded.dense["normals"](_x()), want["normals"], atol=1e-4)
     torch.manual_seed(0)
     models = build_task_models(CFG, ["segmentation", "normals"]).eval()
     dense_path = save_checkpoint(tmp_path / "d.pt", models, CFG, ["a", "b", "c", "d"])
-    converted, meta = load_shared_model(dense_path, delta="lowrank", rank=2)
-    assert meta["shared_source"].startswith("converted") and converted.tasks == ["segmentation", "normals"]
+    converted = load_models(dense_path)
+    assert converted.sharing_source.startswith("exact deltas") and converted.shared.tasks == ["segmentation", "normals"]
+    assert load_models(dense_path, shared=False).shared is None
+    with pytest.raises(CheckpointError, match="no weights for task"):
+        load_models(dense_path, tasks=["depth"])
     with pytest.raises(CheckpointError, match="not found"):
-        load_shared_model(tmp_path / "missing.pt")
+        load_models(tmp_path / "missing.pt")

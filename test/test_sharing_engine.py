@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from op_macs import CountMacs
 
 from mtshare_ros.models.vit import DenseViT, ModelConfig
 from mtshare_ros.sharing import SharedMultiTaskModel
 from mtshare_ros.sharing.tokens import delta_score, token_budget
-from mtshare_ros.sharing.train_steps import subtask_from_base
+from mtshare_ros.training.subtask_steps import subtask_from_base
 
 CFG = ModelConfig(
     img_size=(48, 80), embed_dim=48, depth=3, num_heads=2, feature_layers=(0, 2), head_channels=48, num_classes=5
@@ -52,7 +52,7 @@ def test_threshold_zero_equals_dense_subtask_models(kind, args):
         for task in subs:
             dense = shared.subtasks[task].to_dense_model(base)
             assert torch.allclose(out[task], dense(x), atol=1e-4), task
-    assert stats["recomputed_fraction"] == {"segmentation": 1.0, "depth": 1.0, "normals": 1.0}
+    assert stats.recomputed_fraction == {"segmentation": 1.0, "depth": 1.0, "normals": 1.0}
 
 
 def test_executed_macs_equal_the_operator_count_of_what_ran():
@@ -65,11 +65,10 @@ def test_executed_macs_equal_the_operator_count_of_what_ran():
         shared(x)
         shared(x, thresholds=0.15)
     for thr, frac in [(0.0, 1.0), (0.15, 1.0), (0.0, 0.4), (0.3, 0.6)]:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        with torch.no_grad(), CountMacs() as counter:
             _, stats = shared(x, thresholds=thr, max_token_fraction=frac)
-        assert stats["macs_total"] == counter.get_total_flops() // 2, (thr, frac)
-        assert stats["macs_total"] == sum(stats["macs"].values())
+        assert stats.macs_total == counter.macs, (thr, frac)
+        assert stats.macs_total == sum(stats.macs.values())
 
 
 def test_dense_equivalent_macs_match_a_dense_run():
@@ -78,10 +77,9 @@ def test_dense_equivalent_macs_match_a_dense_run():
     x = _images(1)
     _, stats = shared(x)
     for task, model in [("segmentation", base), *subs.items()]:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        with torch.no_grad(), CountMacs() as counter:
             model(x)
-        assert stats["macs_dense"][task] == counter.get_total_flops() // 2, task
+        assert stats.macs_dense[task] == counter.macs, task
 
 
 def test_cost_does_not_grow_with_the_threshold():
@@ -94,8 +92,8 @@ def test_cost_does_not_grow_with_the_threshold():
     with torch.no_grad():
         for thr in (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 10.0):
             _, stats = shared(x, thresholds=thr)
-            costs.append(stats["macs_total"])
-            fractions.append(stats["recomputed_fraction"]["depth"])
+            costs.append(stats.macs_total)
+            fractions.append(stats.recomputed_fraction["depth"])
     assert all(a >= b for a, b in zip(costs[1:], costs[2:], strict=False)), costs
     assert all(a >= b for a, b in zip(fractions, fractions[1:], strict=False)), fractions
     assert costs[0] > costs[-1] and fractions[-1] == 0.0  # the range actually spans something
@@ -107,9 +105,9 @@ def test_token_cap_bounds_the_rows_that_run():
     n = 15
     with torch.no_grad():
         _, stats = shared(_images(1), thresholds=0.0, max_token_fraction=0.3)
-    for layer in stats["layers"]:
+    for layer in stats.layers:
         for task in ("depth", "normals"):
-            assert layer[task]["rows"] == token_budget(n, 0.3)
+            assert layer[task].rows == token_budget(n, 0.3)
 
 
 def _reference(shared: SharedMultiTaskModel, x: torch.Tensor, task: str, thr: float, frac: float) -> torch.Tensor:
@@ -171,7 +169,7 @@ def test_partial_recompute_matches_the_documented_approximation(thr, frac):
         out, stats = shared(x, thresholds=thr, max_token_fraction=frac)
         for task in subs:
             assert torch.allclose(out[task], _reference(shared, x, task, thr, frac), atol=1e-4), task
-            assert 0.0 < stats["recomputed_fraction"][task] < 1.0
+            assert 0.0 < stats.recomputed_fraction[task] < 1.0
 
 
 def test_error_is_measured_and_shrinks_to_zero_with_the_threshold():
@@ -200,13 +198,13 @@ def test_batched_subtasks_equal_per_task_runs_and_sync_free_mode():
             assert set(alone) == {"segmentation", task}
             assert torch.allclose(both[task], alone[task], atol=1e-5), task
             # batched, a sub-task runs as many rows as the neediest one (padding, computed and counted)
-            assert alone_stats["macs"][task] <= stats["macs"][task]
-            assert alone_stats["recomputed_fraction"][task] == stats["recomputed_fraction"][task]
+            assert alone_stats.macs[task] <= stats.macs[task]
+            assert alone_stats.recomputed_fraction[task] == stats.recomputed_fraction[task]
             assert torch.allclose(both[task], fixed[task], atol=1e-5), task
-            assert fixed_stats["rows_fraction"][task] >= stats["rows_fraction"][task]
-    assert stats["recomputed_fraction"]["depth"] > stats["recomputed_fraction"]["normals"]
-    for layer in stats["layers"]:
-        assert layer["depth"]["rows"] == layer["normals"]["rows"]  # one batched product per layer
+            assert fixed_stats.rows_fraction[task] >= stats.rows_fraction[task]
+    assert stats.recomputed_fraction["depth"] > stats.recomputed_fraction["normals"]
+    for layer in stats.layers:
+        assert layer["depth"].rows == layer["normals"].rows  # one batched product per layer
 
 
 def test_subtask_equal_to_base_is_free_and_exact_at_any_threshold():
@@ -220,8 +218,8 @@ def test_subtask_equal_to_base_is_free_and_exact_at_any_threshold():
     with torch.no_grad():
         out, stats = shared(x, thresholds=0.01)
         assert torch.allclose(out["depth"], sub(x), atol=1e-5)
-    assert stats["recomputed_fraction"]["depth"] == 0.0
-    assert all(layer["depth"]["macs"] == 0 for layer in stats["layers"])
+    assert stats.recomputed_fraction["depth"] == 0.0
+    assert all(layer["depth"].macs == 0 for layer in stats.layers)
 
 
 def test_bad_arguments_are_named():
@@ -243,7 +241,7 @@ def test_other_input_sizes_and_training_crops_match_the_dense_models():
     crop = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         out, stats = shared(wide)
-        assert stats["tokens"] == 3 * 7
+        assert stats.tokens == 3 * 7
         for task in subs:
             assert torch.allclose(out[task], shared.subtasks[task].to_dense_model(base)(wide), atol=1e-4), task
         out, _ = shared(crop, offset=(1, 2))
@@ -270,17 +268,17 @@ def test_shared_prefix_layers_cost_nothing_and_the_rest_stays_exact():
         out, stats = shared(x, thresholds=0.0)
         assert torch.allclose(out["depth"], st.to_dense_model(base)(x), atol=1e-4)
         _, thr_stats = shared(x, thresholds=0.5)
-    per_layer = [layer["depth"]["macs"] for layer in stats["layers"]]
+    per_layer = [layer["depth"].macs for layer in stats.layers]
     assert per_layer[0] == per_layer[1] == 0 and per_layer[2] > 0
-    assert [layer["depth"]["recomputed"] for layer in stats["layers"]] == [0.0, 0.0, 1.0]
-    assert thr_stats["macs"]["depth"] <= stats["macs"]["depth"]
+    assert [layer["depth"].recomputed for layer in stats.layers] == [0.0, 0.0, 1.0]
+    assert thr_stats.macs["depth"] <= stats.macs["depth"]
 
 
 @pytest.mark.parametrize("normals_rank", [4, 3])  # one batched group, or one group per rank
 def test_lowrank_weight_score_equals_the_explicit_norm(normals_rank):
     """The token score (input change, then the weight term of low-rank deltas computed through B^T B with the
     LayerNorm folded into A, batched over sub-tasks) equals |x_s - x_b| / |x_b| and |dW h|, written out."""
-    from mtshare_ros.sharing.engine import _Counter
+    from mtshare_ros.sharing.block_ops import score_factors, token_scores
     from mtshare_ros.sharing.subtask import SubTaskDelta
 
     base, subs = _models(noise=0.1)
@@ -292,7 +290,8 @@ def test_lowrank_weight_score_equals_the_explicit_norm(normals_rank):
     xs = torch.stack([x_b, x_b + 0.3 * torch.randn(2, 15, CFG.embed_dim, generator=g)])
     ones = torch.ones(2, 15)
     with torch.no_grad():
-        got = shared._scores(1, blk, ["depth", "normals"], xs, x_b, (ones, ones), _Counter(["depth", "normals"], 3))
+        subtasks = [shared.subtasks["depth"], shared.subtasks["normals"]]
+        got = token_scores(1, blk, subtasks, score_factors(1, subtasks), xs, x_b, (ones, ones))
         for i, task in enumerate(("depth", "normals")):
             st = shared.subtasks[task]
             want = (xs[i] - x_b).norm(dim=-1) / (x_b.norm(dim=-1) + 1e-6)

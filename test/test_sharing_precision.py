@@ -35,7 +35,7 @@ def test_half_precision_matches_fp32(device, dtype):
         want, _ = shared(x, THRESHOLDS, 0.5)
         shared.to(device, dtype)
         got, stats = shared(x.to(device, dtype), THRESHOLDS, 0.5)
-    assert stats["sync_free"] == (device == "cuda")
+    assert stats.sync_free == (device == "cuda")
     rel, deg = TOLERANCE[dtype]
     for task in ("segmentation", "depth"):
         assert got[task].dtype == dtype
@@ -51,11 +51,11 @@ def test_sync_free_loop_never_reads_the_device():
     shared = _shared().to("meta")
     x = torch.empty(2, 3, *CFG.img_size, device="meta")
     with torch.no_grad():
-        raw = shared.run_raw(x, thresholds=THRESHOLDS, max_token_fraction=0.5, sync_free=True)
-        assert raw["rows"]["depth"] == [2 * 8] * CFG.depth  # ceil(0.5 * 15) rows per frame: the fixed budget
-        assert raw["outputs"]["normals"].shape == (2, 3, *CFG.img_size)
+        run = shared.run(x, thresholds=THRESHOLDS, max_token_fraction=0.5, sync_free=True)
+        assert [layer.rows for layer in run.layers] == [2 * 8] * CFG.depth  # ceil(0.5 * 15) per frame: the budget
+        assert run.outputs["normals"].shape == (2, 3, *CFG.img_size)
         with pytest.raises(RuntimeError, match="meta"):
-            shared.run_raw(x, thresholds=THRESHOLDS, max_token_fraction=0.5, sync_free=False)
+            shared.run(x, thresholds=THRESHOLDS, max_token_fraction=0.5, sync_free=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -63,12 +63,12 @@ def test_no_host_sync_inside_the_layer_loop_on_cuda():
     shared = _shared().to("cuda", torch.float16)
     x = torch.randn(1, 3, *CFG.img_size, device="cuda", dtype=torch.float16)
     with torch.no_grad():
-        shared.run_raw(x, thresholds=0.2, max_token_fraction=0.5)  # warm-up (lazy initialisation may sync)
+        shared.run(x, thresholds=0.2, max_token_fraction=0.5)  # warm-up (lazy initialisation may sync)
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
-            raw = shared.run_raw(x, thresholds=THRESHOLDS, max_token_fraction=0.5)
+            run = shared.run(x, thresholds=THRESHOLDS, max_token_fraction=0.5)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    stats = shared._stats(raw)
-    assert all(layer["depth"]["rows"] == 8 for layer in stats["layers"])  # ceil(0.5 * 15): the fixed budget
+    stats = shared.summarize(run)
+    assert all(layer["depth"].rows == 8 for layer in stats.layers)  # ceil(0.5 * 15): the fixed budget

@@ -11,8 +11,8 @@ from mtshare_ros.models.vit import ModelConfig, build_task_models
 from mtshare_ros.sharing import SharedMultiTaskModel
 from mtshare_ros.sharing.checkpoint import load_shared
 from mtshare_ros.sharing.deltas import SparseDelta
-from mtshare_ros.sharing.train_cli import main
-from mtshare_ros.sharing.train_steps import subtask_from_base, train_subtask
+from mtshare_ros.training.share_train_cli import main
+from mtshare_ros.training.subtask_steps import subtask_from_base, train_subtask
 from mtshare_ros.training.toy_data import ToyScenes
 
 CFG = ModelConfig(
@@ -90,7 +90,7 @@ def test_a_fresh_subtask_equals_the_base_and_skips_everything():
     x = torch.randn(1, 3, *CFG.img_size)
     with torch.no_grad():
         _, stats = shared(x, thresholds=1e-6)
-    assert stats["recomputed_fraction"]["depth"] == 0.0
+    assert stats.recomputed_fraction["depth"] == 0.0
 
 
 def test_activation_step_shrinks_activation_deltas():
@@ -140,13 +140,13 @@ def test_lowrank_steps_with_a_shared_prefix_export_a_subtask_that_attaches_to_it
         got, stats = engine(x, thresholds=0.01, max_token_fraction=0.5)
         want, _ = trained(x, thresholds=0.01, max_token_fraction=0.5)
     assert torch.allclose(got["normals"], want["normals"], atol=2e-2)  # fp16 storage of the deltas
-    assert stats["layers"][0]["normals"]["macs"] == 0 and stats["layers"][1]["normals"]["rows"] <= 12  # 24 tokens x 0.5
+    assert stats.layers[0]["normals"].macs == 0 and stats.layers[1]["normals"].rows <= 12  # 24 tokens x 0.5
 
 
 def test_head_init_starts_the_subtask_head_from_the_independent_model(tmp_path):
     import pytest
 
-    from mtshare_ros.sharing.train_cli import ShareConfigError, build_model, load_share_config
+    from mtshare_ros.training.share_train_cli import ShareConfigError, build_model, load_share_config
 
     torch.manual_seed(0)
     models = build_task_models(CFG, ["segmentation", "depth"]).eval()
@@ -190,8 +190,8 @@ def test_growing_a_subtask_keeps_its_outputs_and_adds_trainable_capacity(tmp_pat
     import pytest
 
     from mtshare_ros.sharing.deltas import LowRankDelta
-    from mtshare_ros.sharing.train_cli import ShareConfigError, load_share_config
-    from mtshare_ros.sharing.train_steps import grow_subtask
+    from mtshare_ros.training.share_train_cli import ShareConfigError, load_share_config
+    from mtshare_ros.training.subtask_steps import grow_subtask
 
     torch.manual_seed(0)
     base = build_task_models(CFG, ["segmentation"])["segmentation"].eval()

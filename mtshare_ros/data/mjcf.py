@@ -103,7 +103,7 @@ class MjcfBuilder:
         )
         return name
 
-    def mesh(self, path: Path, scale: float, texture_path: Path | None = None) -> str:
+    def mesh(self, path: Path, scale: float) -> str:
         key = f"{path}:{scale}"
         if key not in self._mesh_names:
             name = f"mesh{len(self.meshes)}"

@@ -22,7 +22,7 @@ from mtshare_ros.data.geometry import (
     quat_from_matrix,
 )
 from mtshare_ros.data.mujoco_gl import import_mujoco
-from mtshare_ros.data.scene import CAMERA_BODY, CAMERA_NAME, Room
+from mtshare_ros.data.room import CAMERA_BODY, CAMERA_NAME, Room
 
 
 @dataclass

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtshare_ros.data.floor_map import GRID_RES
 from mtshare_ros.data.geometry import look_rotation
-from mtshare_ros.data.scene import GRID_RES, Room
+from mtshare_ros.data.room import Room
 
 
 @dataclass(frozen=True)

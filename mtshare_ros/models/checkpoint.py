@@ -18,9 +18,6 @@ from mtshare_ros.models.vit import ModelConfig, build_task_models
 CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
 CHECKPOINT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
-DEFAULT_SUBTASKS = {task: DEFAULT_CHECKPOINT.with_name(f"default_{task}.pt") for task in ("depth", "normals")}
-"""Shipped sub-task delta files (``kind: subtask``) against the segmentation model of ``DEFAULT_CHECKPOINT``:
-``checkpoint: default`` runs them in the shared engine, and the independent models with sharing off."""
 
 
 class CheckpointError(RuntimeError):
@@ -67,19 +64,34 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate the envelope (format, version, keys) without building models."""
-    p = resolve_checkpoint(path)
+def read_envelope(
+    path: str | Path, fmt: str, version: int, error: type[CheckpointError] = CheckpointError
+) -> tuple[Path, dict[str, Any]]:
+    """Load a checkpoint file and check its envelope (a dict of format ``fmt``, version ``version``).
+
+    The one check every checkpoint kind goes through (dense here, shared in ``sharing/checkpoint.py``), so a
+    file of another kind, another version or no torch file at all is refused the same way, with ``error``.
+    """
+    try:
+        p = resolve_checkpoint(path)
+    except CheckpointError as exc:
+        raise error(str(exc)) from None
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a torch file
-        raise CheckpointError(f"{p}: not a readable torch checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise error(f"{p}: not a readable torch checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict):
+        raise error(f"{p}: not an mtshare_ros checkpoint (expected format {fmt!r})")
+    if ckpt.get("format") == fmt and ckpt.get("version") != version:
+        raise error(f"{p}: checkpoint version {ckpt.get('version')} but this mtshare_ros reads version {version}")
+    return p, ckpt
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a dense checkpoint's envelope (format, version, keys) without building models."""
+    p, ckpt = read_envelope(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not an mtshare_ros checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{p}: checkpoint version {ckpt.get('version')} but this mtshare_ros reads version {CHECKPOINT_VERSION}"
-        )
     for key in ("model_config", "tasks", "class_names", "weights"):
         if key not in ckpt:
             raise CheckpointError(f"{p}: checkpoint lacks {key!r}")

@@ -8,8 +8,9 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from mtshare_ros.imaging import compressed_to_rgb, raw_to_rgb
-from mtshare_ros.pointcloud import POINT_DTYPE, scale_intrinsics
+from mtshare_ros.runtime.camera import CameraModel
+from mtshare_ros.runtime.decode import compressed_to_rgb, raw_to_rgb
+from mtshare_ros.runtime.pointcloud import POINT_DTYPE
 
 _ENCODINGS = {
     (np.dtype(np.uint8), 1): "mono8",
@@ -27,13 +28,12 @@ def _as_byte_array(arr: np.ndarray) -> array.array:
     return out
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> uint8 (H, W, 3) RGB; raises imaging.FrameError on bad frames."""
+def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage -> uint8 (H, W, 3) RGB; raises ``runtime.decode.FrameError`` on bad
+    frames."""
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb(msg.format, msg.data)
     return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-
-
-def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
-    return compressed_to_rgb(msg.format, msg.data)
 
 
 def array_to_image(arr: np.ndarray, header: Header) -> Image:
@@ -46,10 +46,6 @@ def array_to_image(arr: np.ndarray, header: Header) -> Image:
     msg.step = arr.shape[1] * ch * arr.dtype.itemsize
     msg.data = _as_byte_array(arr)
     return msg
-
-
-def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
-    return array_to_image(rgb, header)
 
 
 def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
@@ -95,23 +91,28 @@ def image_to_array(msg: Image) -> np.ndarray:
     raise ValueError(f"unsupported encoding {msg.encoding!r}")
 
 
-def scaled_camera_info(
-    info: CameraInfo, scale: tuple[float, float], size: tuple[int, int], header: Header
-) -> CameraInfo:
-    """CameraInfo for the output resolution: K and P rescaled by (sx, sy), distortion kept (not rectified)."""
-    sx, sy = scale
-    k = scale_intrinsics(np.asarray(info.k).reshape(3, 3), sx, sy)
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4).copy()
-    p[:, :3] = scale_intrinsics(p[:, :3], sx, sy)
-    p[0, 3] *= sx
-    p[1, 3] *= sy
+def camera_model(info: CameraInfo) -> CameraModel:
+    """The geometry of a CameraInfo message, for ``runtime/camera.py``."""
+    return CameraModel(
+        k=np.asarray(info.k, dtype=np.float64).reshape(3, 3),
+        p=np.asarray(info.p, dtype=np.float64).reshape(3, 4),
+        r=np.asarray(info.r, dtype=np.float64).reshape(3, 3),
+        d=tuple(info.d),
+        distortion_model=info.distortion_model,
+        height=info.height,
+        width=info.width,
+    )
+
+
+def camera_info(camera: CameraModel, header: Header) -> CameraInfo:
+    """A CameraInfo message for ``camera``, stamped with ``header``."""
     return CameraInfo(
         header=header,
-        height=size[0],
-        width=size[1],
-        distortion_model=info.distortion_model,
-        d=list(info.d),
-        k=k.reshape(-1).tolist(),
-        r=list(info.r),
-        p=p.reshape(-1).tolist(),
+        height=camera.height,
+        width=camera.width,
+        distortion_model=camera.distortion_model,
+        d=list(camera.d),
+        k=camera.k.reshape(-1).tolist(),
+        r=camera.r.reshape(-1).tolist(),
+        p=camera.p.reshape(-1).tolist(),
     )

@@ -20,15 +20,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from mtshare_ros.resources import share_path, use_fastdds_profile
 from mtshare_ros.ros.conversions import array_to_image
+from mtshare_ros.ros.publish import OUTPUT_TYPES
+from mtshare_ros.ros.resources import share_path, use_fastdds_profile
+from mtshare_ros.runtime.outputs import OUTPUT_NAMES
 
-IMAGE_OUTPUTS = ("segmentation", "segmentation/color", "depth", "depth/color", "normals", "normals/color")
-ALL_OUTPUTS = IMAGE_OUTPUTS + ("points", "scaled_camera_info")
-OUTPUT_TYPES = {**{n: Image for n in IMAGE_OUTPUTS}, "points": PointCloud2, "scaled_camera_info": CameraInfo}
+ALL_OUTPUTS = OUTPUT_NAMES
 CAMERA_FRAME = "camera_color_optical_frame"
 
 

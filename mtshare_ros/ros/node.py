@@ -1,9 +1,12 @@
 """The mtshare perception node: camera frames in, segmentation / depth / normals / points out.
 
 A lifecycle node (configure loads the model, activate subscribes and starts the worker, deactivate
-stops and frees GPU memory, cleanup unloads). Frames go through a latest-frame worker off the
-executor thread, so a slow model drops frames instead of building a backlog. Every output carries the
-input header unchanged; visualisation outputs are only computed while someone subscribes.
+stops and frees GPU memory, cleanup unloads). A frame goes callback (``_on_image``) -> latest-frame worker
+(``_process``) -> decode (``runtime/decode.py``) -> predictor (``runtime/predictor.py``) -> outputs
+(``runtime/outputs.py``) -> publish (``ros/publish.py``). A slow model drops frames instead of building a
+backlog. Every output carries the input header unchanged; visualisation outputs are only computed while
+someone subscribes. Parameters come from one table (``ros/params.py``) and reach the worker as one
+``FrameSettings`` value, taken whole at the next frame.
 """
 
 from __future__ import annotations
@@ -14,37 +17,27 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from mtshare_ros.colorize import colorize_depth, colorize_normals, colorize_segmentation
-from mtshare_ros.imaging import FrameError
-from mtshare_ros.inference import ALL_TASKS, BASE_TASK, Predictor, SharingSettings
-from mtshare_ros.latest_frame import LatestFrameWorker
-from mtshare_ros.pointcloud import depth_to_points
-from mtshare_ros.rates import RollingStats
-from mtshare_ros.resources import use_fastdds_profile
-from mtshare_ros.ros.conversions import (
-    array_to_image,
-    compressed_image_to_rgb,
-    image_to_rgb,
-    points_to_cloud,
-    scaled_camera_info,
-)
+from mtshare_ros.ros import params
+from mtshare_ros.ros.conversions import camera_model, image_to_rgb
+from mtshare_ros.ros.publish import OutputPublishers
+from mtshare_ros.ros.resources import use_fastdds_profile
+from mtshare_ros.runtime.camera import CameraModel
+from mtshare_ros.runtime.decode import FrameError
+from mtshare_ros.runtime.latest_frame import LatestFrameWorker
+from mtshare_ros.runtime.outputs import assemble_outputs
+from mtshare_ros.runtime.predictor import Predictor
+from mtshare_ros.runtime.rates import RollingStats
+from mtshare_ros.runtime.settings import FrameSettings
 
 NODE_NAME = "mtshare"
-SUB_TASKS = tuple(t for t in ALL_TASKS if t != BASE_TASK)
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
 
@@ -56,193 +49,43 @@ class Frame:
     received: float
 
 
-def _descriptor(description: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=read_only, **ranges)
-
-
 class MtshareNode(LifecycleNode):
-    """Lifecycle node wrapping ``mtshare_ros.inference.Predictor``."""
+    """Lifecycle node around ``runtime.predictor.Predictor``."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._declare_parameters()
+        params.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.settings: FrameSettings = params.frame_settings(self._parameter_values())
         self.predictor: Predictor | None = None
         self.worker: LatestFrameWorker[Frame] | None = None
         self.stats = RollingStats()
         self.bad_frames = 0
         self._last_error = ""
         self._last_stats: dict[str, float] = {}
-        self._camera_info: CameraInfo | None = None
-        self._info_lock = threading.Lock()
-        self._pubs: dict = {}
+        self._camera: CameraModel | None = None
+        self._camera_lock = threading.Lock()
+        self.outputs: OutputPublishers | None = None
         self._subs: list = []
         self._diag_pub = None
         self._diag_timer = None
 
     # ----------------------------------------------------------------- parameters
-    def _declare_parameters(self) -> None:
-        self.declare_parameter(
-            "checkpoint", "default", _descriptor("Checkpoint path, or 'default' for the shipped weights.", True)
-        )
-        self.declare_parameter("device", "auto", _descriptor("Torch device: auto, cpu, cuda or cuda:N.", True))
-        self.declare_parameter(
-            "tasks",
-            list(ALL_TASKS),
-            _descriptor("Enabled tasks (subset of segmentation, depth, normals); changeable at run time."),
-        )
-        self.declare_parameter(
-            "input_transport",
-            "raw",
-            _descriptor("'raw' subscribes to 'image' (sensor_msgs/Image), 'compressed' to 'image/compressed'.", True),
-        )
-        self.declare_parameter(
-            "autostart", True, _descriptor("Configure and activate on start-up (mtshare node / launch file).", True)
-        )
-        self.declare_parameter(
-            "depth.min",
-            0.05,
-            _descriptor(
-                "Depth below this (metres) is published as NaN.",
-                floating_point_range=[FloatingPointRange(from_value=0.0, to_value=100.0)],
-            ),
-        )
-        self.declare_parameter(
-            "depth.max",
-            20.0,
-            _descriptor(
-                "Depth above this (metres) is published as NaN.",
-                floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1000.0)],
-            ),
-        )
-        self.declare_parameter(
-            "sharing.enabled",
-            True,
-            _descriptor("Run sub-tasks (depth, normals) through the shared engine on the base task's activations."),
-        )
-        self.declare_parameter(
-            "sharing.threshold",
-            0.05,
-            _descriptor(
-                "Relative token-change threshold for every sub-task: tokens whose activation differs from the base "
-                "task's by less are not recomputed. 0 recomputes everything (exact). The default is the setting "
-                "the shipped sub-tasks were trained at.",
-                floating_point_range=[FloatingPointRange(from_value=0.0, to_value=10.0)],
-            ),
-        )
-        for task in SUB_TASKS:
-            self.declare_parameter(
-                f"sharing.{task}_threshold",
-                -1.0,
-                _descriptor(
-                    f"Threshold for {task} only; -1 uses sharing.threshold.",
-                    floating_point_range=[FloatingPointRange(from_value=-1.0, to_value=10.0)],
-                ),
-            )
-        self.declare_parameter(
-            "sharing.max_token_fraction",
-            0.1,
-            _descriptor(
-                "Upper bound on the fraction of tokens a sub-task recomputes per layer, largest changes first "
-                "(caps worst-case cost; 1 = no cap). Default 0.1: faster than the shipped sub-tasks' training "
-                "setting (0.3) and as accurate on the held-out split.",
-                floating_point_range=[FloatingPointRange(from_value=0.01, to_value=1.0)],
-            ),
-        )
-        self.declare_parameter(
-            "qos.input_reliability",
-            "best_effort",
-            _descriptor("Reliability of the image subscriptions: best_effort or reliable.", True),
-        )
-        self.declare_parameter(
-            "qos.input_depth",
-            1,
-            _descriptor(
-                "History depth of the image subscriptions.",
-                True,
-                integer_range=[IntegerRange(from_value=1, to_value=100)],
-            ),
-        )
-        self.declare_parameter(
-            "qos.output_reliability",
-            "reliable",
-            _descriptor("Reliability of the output publishers: reliable or best_effort.", True),
-        )
-        self.declare_parameter(
-            "qos.output_depth",
-            2,
-            _descriptor(
-                "History depth of the output publishers.",
-                True,
-                integer_range=[IntegerRange(from_value=1, to_value=100)],
-            ),
-        )
-        self.declare_parameter(
-            "diagnostics_period",
-            1.0,
-            _descriptor(
-                "Seconds between /diagnostics messages.",
-                True,
-                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=60.0)],
-            ),
-        )
-        # read-only parameters are only ever set at start-up: a bad value there is fatal
-        for name in ("input_transport", "qos.input_reliability", "qos.output_reliability", "device"):
-            reason = self._validate(name, self.get_parameter(name).value)
-            if reason:
-                raise ValueError(reason)
+    def _parameter_values(self) -> dict:
+        return {p.name: self.get_parameter(p.name).value for p in params.PARAMS}
 
-    def _validate(self, name: str, value) -> str:
-        """Return '' when ``value`` is acceptable for ``name``, else the reason."""
-        reason = ""
-        if name == "tasks":
-            unknown = [t for t in value if t not in ALL_TASKS]
-            if not value or unknown:
-                reason = f"tasks must be a non-empty subset of {list(ALL_TASKS)}; got {list(value)}"
-            elif self.predictor is not None and any(t not in self.predictor.available_tasks for t in value):
-                reason = f"checkpoint provides only {list(self.predictor.available_tasks)}"
-        elif name == "input_transport" and value not in ("raw", "compressed"):
-            reason = f"input_transport must be 'raw' or 'compressed', got {value!r}"
-        elif name.startswith("qos.") and name.endswith("reliability") and value not in RELIABILITY:
-            reason = f"{name} must be one of {list(RELIABILITY)}, got {value!r}"
-        elif name == "device" and not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
-            reason = f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
-        return reason
-
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        lo = self.get_parameter("depth.min").value
-        hi = self.get_parameter("depth.max").value
-        for p in params:
-            reason = self._validate(p.name, p.value)
-            if p.name == "depth.min":
-                lo = p.value
-            elif p.name == "depth.max":
-                hi = p.value
+    def _on_set_parameters(self, changed) -> SetParametersResult:
+        """Check the new values, alone and together, and hand the worker the settings they make, whole."""
+        for p in changed:
+            reason = params.check(p.name, p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        if lo >= hi:
-            return SetParametersResult(successful=False, reason=f"depth.min ({lo}) must be below depth.max ({hi})")
-        if self.predictor is not None:
-            for p in params:
-                if p.name == "tasks":
-                    self.predictor.set_tasks(list(p.value))
-            self.predictor.min_depth, self.predictor.max_depth = lo, hi
-            self.predictor.sharing = self._sharing_settings({p.name: p.value for p in params})
+        settings = params.frame_settings({**self._parameter_values(), **{p.name: p.value for p in changed}})
+        reason = params.check_settings(settings) or (self.predictor.check(settings) if self.predictor else "")
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        self.settings = settings  # one reference swap: the worker reads it once per frame
         return SetParametersResult(successful=True)
-
-    def _sharing_settings(self, pending: dict | None = None) -> SharingSettings:
-        """Sharing settings from the parameters, with ``pending`` (being set right now) taking precedence."""
-        pending = pending or {}
-
-        def value(name: str):
-            return pending[name] if name in pending else self.get_parameter(name).value
-
-        default = value("sharing.threshold")
-        thresholds = {}
-        for task in SUB_TASKS:
-            own = value(f"sharing.{task}_threshold")
-            thresholds[task] = default if own < 0 else own
-        return SharingSettings(value("sharing.enabled"), thresholds, value("sharing.max_token_fraction"))
 
     def _qos(self, kind: str) -> QoSProfile:
         return QoSProfile(
@@ -254,36 +97,21 @@ class MtshareNode(LifecycleNode):
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.predictor = Predictor(
-                checkpoint=self.get_parameter("checkpoint").value,
-                device=self.get_parameter("device").value,
-                tasks=list(self.get_parameter("tasks").value),
-                min_depth=self.get_parameter("depth.min").value,
-                max_depth=self.get_parameter("depth.max").value,
-                sharing=self._sharing_settings(),
-            )
+            self.predictor = Predictor(self.get_parameter("checkpoint").value, self.get_parameter("device").value)
+            reason = self.predictor.check(self.settings)
+            if reason:
+                raise ValueError(reason)
         except Exception as exc:  # bad checkpoint, device, tasks: stay unconfigured and say why
             self.get_logger().error(f"configure failed: {exc}")
             self.predictor = None
             return TransitionCallbackReturn.FAILURE
-        qos = self._qos("output")
-        names = {
-            "segmentation": Image,
-            "segmentation/color": Image,
-            "depth": Image,
-            "depth/color": Image,
-            "normals": Image,
-            "normals/color": Image,
-            "points": PointCloud2,
-            "scaled_camera_info": CameraInfo,
-        }
-        self._pubs = {name: self.create_lifecycle_publisher(t, name, qos) for name, t in names.items()}
+        self.outputs = OutputPublishers(self, self._qos("output"))
         self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
-        meta = self.predictor.meta
+        loaded = self.predictor.loaded
         self.get_logger().info(
-            f"configured: device {self.predictor.device}, tasks {list(self.predictor.tasks)}, "
-            f"input {meta['model_config'].img_size}, provenance {meta.get('provenance', {}).get('command', 'n/a')}, "
-            f"sharing: {meta.get('sharing_source', 'shared checkpoint' if self.predictor.shared else 'none')}"
+            f"configured: device {self.predictor.device}, tasks {list(self.settings.tasks)}, "
+            f"input {loaded.cfg.img_size}, provenance {loaded.meta.get('provenance', {}).get('command', 'n/a')}, "
+            f"sharing: {loaded.sharing_source}"
         )
         return super().on_configure(state)
 
@@ -316,11 +144,11 @@ class MtshareNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
+        if self.outputs is not None:
+            self.outputs.destroy()
         if self._diag_pub is not None:
             self.destroy_lifecycle_publisher(self._diag_pub)
-        self._pubs, self._diag_pub, self.predictor = {}, None, None
+        self.outputs, self._diag_pub, self.predictor = None, None, None
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -328,38 +156,39 @@ class MtshareNode(LifecycleNode):
             self.worker.stop()
         return TransitionCallbackReturn.SUCCESS
 
-    # ----------------------------------------------------------------- callbacks
+    # ----------------------------------------------------------------- a frame, callback to publish
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        with self._info_lock:
-            self._camera_info = msg
+        camera = camera_model(msg)
+        with self._camera_lock:
+            self._camera = camera
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self.worker is not None:
             self.worker.submit(Frame(msg, time.monotonic()))
 
-    def _wanted(self, name: str) -> bool:
-        return self._pubs[name].get_subscription_count() > 0
-
     def _process(self, frame: Frame) -> None:
-        """Worker thread: decode, infer, publish. Bad frames are reported, never published."""
-        assert self.predictor is not None
+        """Worker thread: decode, infer, assemble the outputs, publish. Bad frames are reported, never published."""
+        assert self.predictor is not None and self.outputs is not None
+        settings = self.settings  # this frame's settings, whole
         msg = frame.msg
         t0 = time.perf_counter()
         try:
-            rgb = compressed_image_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            rgb = image_to_rgb(msg)
         except FrameError as exc:
             self.bad_frames += 1
             self._last_error = str(exc)
             self.get_logger().warning(f"skipping frame: {exc}", throttle_duration_sec=5.0)
             return
         t1 = time.perf_counter()
-        pred = self.predictor.predict(rgb)
+        pred = self.predictor.predict(rgb, settings)
         self._last_stats = pred.stats
         t2 = time.perf_counter()
-        out = self._build_outputs(msg.header, pred)
+        with self._camera_lock:
+            camera = self._camera
+        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera)
+        messages = self.outputs.to_messages(outputs, msg.header)
         t3 = time.perf_counter()
-        for name, m in out.items():
-            self._pubs[name].publish(m)
+        self.outputs.publish(messages)
         t4 = time.perf_counter()
         stamp_age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-6
         self.stats.add(
@@ -372,33 +201,6 @@ class MtshareNode(LifecycleNode):
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
 
-    def _build_outputs(self, header, pred) -> dict:
-        out = {}
-        num_classes = len(self.predictor.class_names)
-        if pred.segmentation is not None:
-            out["segmentation"] = array_to_image(pred.segmentation, header)
-            if self._wanted("segmentation/color"):
-                out["segmentation/color"] = array_to_image(
-                    colorize_segmentation(pred.segmentation, num_classes), header
-                )
-        if pred.depth is not None:
-            out["depth"] = array_to_image(pred.depth, header)
-            if self._wanted("depth/color"):
-                out["depth/color"] = array_to_image(colorize_depth(pred.depth), header)
-        if pred.normals is not None:
-            out["normals"] = array_to_image(pred.normals, header)
-            if self._wanted("normals/color"):
-                out["normals/color"] = array_to_image(colorize_normals(pred.normals), header)
-        with self._info_lock:
-            info = self._camera_info
-        if info is not None and info.k[0] > 0:
-            out["scaled_camera_info"] = scaled = scaled_camera_info(info, pred.scale, pred.size, header)
-            k = np.asarray(scaled.k).reshape(3, 3)
-            if pred.depth is not None and self._wanted("points"):
-                labels = pred.segmentation if pred.segmentation is not None else np.zeros(pred.size, np.uint8)
-                out["points"] = points_to_cloud(depth_to_points(pred.depth, k, pred.image, labels), header)
-        return out
-
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None or self.worker is None:
             return
@@ -410,7 +212,7 @@ class MtshareNode(LifecycleNode):
             "frames_dropped": str(w.dropped),
             "frames_rejected": str(self.bad_frames),
             "frames_failed": str(w.failed),
-            "tasks": ",".join(self.predictor.tasks) if self.predictor else "",
+            "tasks": ",".join(self.settings.tasks),
             "device": str(self.predictor.device) if self.predictor else "",
         }
         values.update({k: f"{v:.3f}" for k, v in self._last_stats.items()})

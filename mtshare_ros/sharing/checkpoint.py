@@ -8,8 +8,8 @@ Two kinds, one format (``mtshare_ros.shared_checkpoint``):
   against. It cannot run by itself: ``load_shared`` rejects it, ``attach_subtask`` adds it to a shared
   model only if that model's base has the same fingerprint (a delta on another base is garbage).
 
-Plain dense checkpoints (``mtshare_ros.checkpoint``) are turned into shared models by
-``shared_from_dense_checkpoint``.
+Plain dense checkpoints (``mtshare_ros.checkpoint``) run in the engine through ``sharing/loader.py``, the one
+loader every caller uses.
 """
 
 from __future__ import annotations
@@ -20,13 +20,7 @@ from typing import Any
 
 import torch
 
-from mtshare_ros.models.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    check_state_dict,
-    load_checkpoint,
-    resolve_checkpoint,
-)
+from mtshare_ros.models.checkpoint import CHECKPOINT_FORMAT, CheckpointError, check_state_dict, read_envelope
 from mtshare_ros.models.vit import DenseViT, ModelConfig
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta
@@ -58,26 +52,14 @@ def _float(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _read(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    p = Path(path).expanduser() if str(path) != "default" else resolve_checkpoint("default")
-    if not p.is_file():
-        raise SharedCheckpointError(f"checkpoint not found: {p}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a torch file
-        raise SharedCheckpointError(f"{p}: not a readable torch checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict):
-        raise SharedCheckpointError(f"{p}: not an mtshare_ros checkpoint")
+    p, ckpt = read_envelope(path, SHARED_FORMAT, SHARED_VERSION, SharedCheckpointError)
     if ckpt.get("format") == CHECKPOINT_FORMAT:
         raise SharedCheckpointError(
             f"{p}: a dense checkpoint of independent models (tasks {ckpt.get('tasks')}), not a shared one; "
-            "build a shared model from it with mtshare_ros.sharing.checkpoint.shared_from_dense_checkpoint"
+            "mtshare_ros.sharing.loader.load_models runs it (the engine then uses exact deltas)"
         )
     if ckpt.get("format") != SHARED_FORMAT:
         raise SharedCheckpointError(f"{p}: not a shared checkpoint (expected format {SHARED_FORMAT!r})")
-    if ckpt.get("version") != SHARED_VERSION:
-        raise SharedCheckpointError(
-            f"{p}: shared checkpoint version {ckpt.get('version')} but this mtshare_ros reads version {SHARED_VERSION}"
-        )
     return p, ckpt
 
 
@@ -199,18 +181,6 @@ def attach_subtask(model: SharedMultiTaskModel, path: str | Path) -> str:
     return ckpt["task"]
 
 
-def shared_from_dense_checkpoint(
-    path: str | Path, base_task: str = "segmentation", delta: str = "lowrank", **compress_args: Any
-) -> tuple[SharedMultiTaskModel, dict[str, Any]]:
-    """A shared model from a dense checkpoint of independent models: ``base_task`` is the base, the other
-    tasks become deltas compressed as ``delta`` (see ``SharedMultiTaskModel.from_dense``)."""
-    models, meta = load_checkpoint(path)
-    if base_task not in models:
-        raise SharedCheckpointError(f"{path}: no base task {base_task!r} in checkpoint tasks {list(models)}")
-    subs = {t: m for t, m in models.items() if t != base_task}
-    return SharedMultiTaskModel.from_dense(models[base_task], subs, delta, **compress_args).eval(), meta
-
-
 def is_shared_checkpoint(path: str | Path) -> bool:
     """True when ``path`` is a ``shared`` checkpoint (cheap enough for a node's start-up choice)."""
     try:
@@ -218,19 +188,3 @@ def is_shared_checkpoint(path: str | Path) -> bool:
     except SharedCheckpointError:
         return False
     return ckpt.get("kind") == "shared"
-
-
-def load_shared_model(
-    path: str | Path, base_task: str = "segmentation", delta: str = "lowrank", **compress_args: Any
-) -> tuple[SharedMultiTaskModel, dict[str, Any]]:
-    """What a node or CLI should call: a shared checkpoint loads as is; a dense checkpoint of independent
-    models (``default`` included) is converted with ``shared_from_dense_checkpoint`` (``delta``, ``rank``...).
-    Metadata gets ``shared_source``: ``"shared"`` or ``"converted from dense"``."""
-    p = resolve_checkpoint(path)
-    if is_shared_checkpoint(p):
-        model, meta = load_shared(p)
-        meta["shared_source"] = "shared"
-    else:
-        model, meta = shared_from_dense_checkpoint(p, base_task, delta, **compress_args)
-        meta["shared_source"] = f"converted from dense ({delta} {compress_args})"
-    return model, meta

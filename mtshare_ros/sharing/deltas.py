@@ -9,7 +9,7 @@ save time. Two families:
 * *fused* deltas (``fused = True``): the engine materialises ``W_base + dW`` and runs that task's rows
   through its own dense product. Unstructured sparsity saves storage only: a dense matmul does not get
   faster when some of its weights are zero, and sparse kernels at these sizes are slower than dense
-  ones (see bench/task_sharing.py, "delta structures").
+  ones (see bench/sharing_measure.py, "delta structures").
 
 Every delta is an ``nn.Module`` whose tensors are parameters (trainable by the sharing training steps)
 or buffers (fixed index patterns), so ``.to(device, dtype)`` and ``state_dict()`` just work.

@@ -40,7 +40,8 @@ class GroupedHeads:
     """The concatenated weights of ``heads`` (see the module docstring) and their grouped forward pass.
 
     Holds tensors built from the heads' parameters (differentiable: built per call in training, cached
-    by the engine otherwise). ``forward`` returns each head's output and its executed multiply-adds.
+    by the engine otherwise). ``forward`` returns each head's output (the work per task equals the separate
+    head's, so ``cost.head_macs`` counts it on the separate head).
     """
 
     def __init__(self, heads: list[DenseHead]) -> None:
@@ -68,7 +69,7 @@ class GroupedHeads:
                            for i in (0, 2, 4)]
         self.stride = heads[0].detail[0].stride if heads[0].detail is not None else None
 
-    def _outputs(self, x: torch.Tensor, macs: list[int]) -> torch.Tensor:
+    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Every task's output 1x1 convolution on its channel block of ``x`` (channels-last), as matrix products
         on the (pixels, channels) view (on CPU ~6x faster than small convolutions); NCHW out."""
         b, c, h, w = x.shape
@@ -78,22 +79,17 @@ class GroupedHeads:
         for t, (wt, bias) in enumerate(self.out):
             y = torch.addmm(bias, rows[..., t * width:(t + 1) * width].reshape(b * h * w, width),
                             wt.view(wt.shape[0], width).t())
-            macs[t] += y.numel() * width
             ys.append(y)
         return torch.cat(ys, 1).view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def forward(
         self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor
-    ) -> tuple[list[torch.Tensor], list[int]]:
+    ) -> list[torch.Tensor]:
         """``feats[t]``: task ``t``'s encoder features, as ``DenseHead.forward`` takes them."""
         g = self.groups
-        macs = [0] * g
 
         def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, **kw) -> torch.Tensor:
-            y = F.conv2d(x, wb[0], wb[1], groups=groups, **kw)
-            for t in range(g):  # each task: its block of output channels times the fan-in
-                macs[t] += y.numel() // g * wb[0][0].numel()
-            return y
+            return F.conv2d(x, wb[0], wb[1], groups=groups, **kw)
 
         x = conv(token_map([f for fl in feats for f in fl], grid), self.fuse, g)  # channels-last, as DenseHead
         x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
@@ -106,7 +102,6 @@ class GroupedHeads:
             x = x + conv(d, self.detail[2], g)
         x = conv(x, self.up2, g, padding=1)
         x = F.gelu(F.group_norm(x, self.groups2, *self.norm2, self.eps[1]))
-        x = self._outputs(x, macs)
+        x = self._outputs(x)
         x = F.interpolate(x, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
-        outs = [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]
-        return outs, macs
+        return [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from mtshare_ros.inference import load_task_models, select_device
-from mtshare_ros.models.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-from mtshare_ros.sharing.checkpoint import SharedCheckpointError
+from mtshare_ros.models.checkpoint import CheckpointError
+from mtshare_ros.models.device import select_device
+from mtshare_ros.sharing.loader import load_models
+from mtshare_ros.sharing.run import RunStats
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import evaluate, write_reports
 from mtshare_ros.training.model_stats import count_gmacs, count_parameters, time_forward
@@ -58,18 +59,16 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    shared = None
     try:
+        thr, frac = _sharing_setting(args.sharing) if args.sharing else (0.0, 1.0)
+        loaded = load_models(args.checkpoint, tasks=None if args.sharing else args.tasks, shared=bool(args.sharing))
+        shared, models, meta = loaded.shared, loaded.dense, loaded.meta
         if args.sharing:
-            thr, frac = _sharing_setting(args.sharing)
-            models, shared, meta = load_task_models(args.checkpoint)
             if shared is None:
                 raise ValueError(f"{args.checkpoint}: no base task plus sub-tasks to share")
             models = torch.nn.ModuleDict({t: models[t] for t in shared.tasks if not args.tasks or t in args.tasks})
-        else:
-            models, meta = load_checkpoint(args.checkpoint, tasks=args.tasks)
         device = select_device(args.device)
-    except (CheckpointError, SharedCheckpointError, ValueError) as exc:
+    except (CheckpointError, ValueError) as exc:
         print(f"mtshare eval: {exc}", file=sys.stderr)
         return 2
     cfg = meta["model_config"]
@@ -82,27 +81,27 @@ def main(argv: list[str]) -> int:
     forward, sharing = None, None
     if shared is not None:
         shared.to(device)
-        runs: list[dict] = []
+        runs: list[RunStats] = []
 
         def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
             out, stats = shared(x, thresholds=thr, max_token_fraction=frac, tasks=list(models))
             runs.append(stats)
             return {t: o for t, o in out.items() if t in models}  # the base task always runs; report what was asked
 
-        sharing = {"threshold": thr, "max_token_fraction": frac, "source": meta.get("sharing_source", "shared")}
+        sharing = {"threshold": thr, "max_token_fraction": frac, "source": loaded.sharing_source}
     metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False, forward=forward)
     if shared is not None:
         sharing["recomputed_fraction"] = {
-            t: sum(r["recomputed_fraction"][t] for r in runs) / len(runs) for t in runs[0]["recomputed_fraction"]
+            t: sum(r.recomputed_fraction[t] for r in runs) / len(runs) for t in runs[0].recomputed_fraction
         }
-        sharing["macs_vs_independent"] = sum(r["macs_total"] for r in runs) / sum(r["macs_dense_total"] for r in runs)
-    frames = sum(r["frames"] for r in runs) if shared is not None else 0
+        sharing["macs_vs_independent"] = sum(r.macs_total for r in runs) / sum(r.macs_dense_total for r in runs)
+    frames = sum(r.frames for r in runs) if shared is not None else 0
     for task, m in models.items():
         if shared is not None:  # what the engine stores and executed per frame, not a dense model's
             subs = shared.subtasks
             stored = subs[task].storage()["values"] if task in subs else count_parameters(shared.base)
             metrics[task]["params_M"] = stored / 1e6
-            metrics[task]["GMACs"] = sum(r["macs"][task] for r in runs) / frames / 1e9
+            metrics[task]["GMACs"] = sum(r.macs[task] for r in runs) / frames / 1e9
             continue
         metrics[task]["params_M"] = count_parameters(m) / 1e6
         metrics[task]["GMACs"] = count_gmacs(m, size)
@@ -110,7 +109,7 @@ def main(argv: list[str]) -> int:
             lat = time_forward(m, size, args.latency_runs)
             metrics[task]["latency_median_ms"], metrics[task]["latency_p90_ms"] = lat["median_ms"], lat["p90_ms"]
     results = {
-        "checkpoint": str(resolve_checkpoint(args.checkpoint)),
+        "checkpoint": str(loaded.path),
         "dataset": args.dataset,
         "root": str(Path(args.root)),
         "split": args.split,

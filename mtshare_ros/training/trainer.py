@@ -26,9 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from tqdm import tqdm
 
-from mtshare_ros.inference import select_device
-from mtshare_ros.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from mtshare_ros.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from mtshare_ros.models.device import select_device
 from mtshare_ros.models.vit import ModelConfig, build_task_models
+from mtshare_ros.sharing.loader import load_models
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
 from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
@@ -159,9 +160,10 @@ def merge_models(
     """The models of checkpoint ``source`` with those of ``trained`` in place of their tasks, and a provenance
     that keeps ``source``'s record for the tasks taken from it. The architecture and classes must match."""
     try:
-        kept, meta = load_checkpoint(source, cfg)
+        loaded = load_models(source, cfg=cfg, shared=False)
     except CheckpointError as exc:
         raise ConfigError(f"export.merge: {exc}") from exc
+    kept, meta = loaded.dense, loaded.meta
     if list(meta["class_names"]) != list(class_names):
         raise ConfigError(f"export.merge: {source} has other classes than this run's models")
     models = nn.ModuleDict({**kept, **trained})

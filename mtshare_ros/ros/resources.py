@@ -17,7 +17,7 @@ FASTDDS_PROFILE = "config/fastdds_shm.xml"
 
 def share_dir() -> Path:
     """The directory holding ``config/`` and ``launch/``; raises if none can be found."""
-    candidates = [Path(__file__).resolve().parent.parent]  # editable checkout
+    candidates = [Path(__file__).resolve().parents[2]]  # editable checkout
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 

@@ -10,16 +10,6 @@ POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4")
 """Layout of one point; ``rgb`` is the PCL convention (0x00RRGGBB bits stored in a float32)."""
 
 
-def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Camera matrix for an image resized by (sx, sy), with pixel centres kept aligned."""
-    k = np.asarray(k, dtype=np.float64).reshape(3, 3).copy()
-    k[0, 0] *= sx
-    k[1, 1] *= sy
-    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-    return k
-
-
 @functools.lru_cache(maxsize=4)
 def _ray_grid(h: int, w: int, fx: float, fy: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel x/z and y/z of the viewing rays; cached because size and intrinsics rarely change."""

@@ -215,7 +215,7 @@ def train_subtask(
                 image, target, i, seed, DistInfo(), bool(augment.get("hflip")), float(augment.get("colour", 0.0))
             )
         x = normalise(image)
-        raw = shared.run_raw(
+        run = shared.run(
             x,
             thresholds=threshold if gate else 0.0,
             max_token_fraction=max_token_fraction if gate else 1.0,
@@ -223,17 +223,17 @@ def train_subtask(
             offset=offset,
             keep_scores=gate,
         )
-        loss_sum, count = task_loss(task, raw["outputs"][task], target)
+        loss_sum, count = task_loss(task, run.outputs[task], target)
         loss = loss_sum / count.clamp_min(1)
         if teacher is not None:
             with torch.no_grad():
                 soft = as_target(task, teacher(x, offset))
-            soft_sum, soft_count = task_loss(task, raw["outputs"][task], {task: soft})
+            soft_sum, soft_count = task_loss(task, run.outputs[task], {task: soft})
             loss = loss + distill_weight * soft_sum / soft_count.clamp_min(1)
         if step == "l1":
             pen = delta_penalty(st, delta)
-        elif gate and raw["scores"][task]:
-            pen = torch.stack([s.mean() for s in raw["scores"][task]]).mean()
+        elif gate and run.scores[task]:
+            pen = torch.stack([s.mean() for s in run.scores[task]]).mean()
         else:
             pen = torch.zeros((), device=device)
         total = loss + penalty_weight * pen
@@ -243,7 +243,7 @@ def train_subtask(
         opt.step()
         sched.step()
         if (i + 1) % log_every == 0 or i == steps - 1:
-            rec = float(raw["recomputed"].float().mean() / (x.shape[0] * raw["shape"][1])) if gate else 1.0
+            rec = float(run.recomputed_fraction(task)) if gate else 1.0
             rec_entry = {
                 "step": i + 1,
                 "loss": float(loss.detach()),

@@ -1,6 +1,6 @@
 """``mtshare share-train``: one training step of one sub-task of the shared model, from a YAML config.
 
-    python -m mtshare_ros.sharing.train_cli --config config/train/shared_step1_l1.yaml task=depth
+    python -m mtshare_ros.training.share_train_cli --config config/train/shared_step1_l1.yaml task=depth
 
 Step ``l1`` starts the sub-task from the base weights of a dense checkpoint (or adds it to the shared
 checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``. The result is a shared
@@ -20,11 +20,13 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from mtshare_ros.models.checkpoint import load_checkpoint
 from mtshare_ros.sharing.checkpoint import load_shared, save_shared, save_subtask
 from mtshare_ros.sharing.deltas import DELTA_KINDS
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
-from mtshare_ros.sharing.train_steps import (
+from mtshare_ros.sharing.loader import load_models
+from mtshare_ros.training.config import parse_override
+from mtshare_ros.training.datasets import class_names, make_dataset
+from mtshare_ros.training.subtask_steps import (
     STEPS,
     delta_sparsity,
     fix_pattern,
@@ -32,8 +34,6 @@ from mtshare_ros.sharing.train_steps import (
     subtask_from_base,
     train_subtask,
 )
-from mtshare_ros.training.config import parse_override
-from mtshare_ros.training.datasets import class_names, make_dataset
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
 def _init_head(head: torch.nn.Module, checkpoint: str, task: str) -> None:
     """The sub-task's head starts from the independent model's: the same task, trained longer, on features that
     differ only where the sub-task's deltas make them differ. Widths must match (``head_channels``)."""
-    models, _ = load_checkpoint(checkpoint, tasks=[task])
+    models = load_models(checkpoint, tasks=[task], shared=False).dense
     try:
         head.load_state_dict(models[task].head.state_dict())
     except RuntimeError as e:
@@ -156,8 +156,8 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         shared, meta = load_shared(cfg["init"])
         names = list(meta["class_names"])
     else:
-        models, meta = load_checkpoint(cfg["base_checkpoint"], tasks=[cfg["base_task"]])
-        shared = SharedMultiTaskModel(models[cfg["base_task"]], {})
+        loaded = load_models(cfg["base_checkpoint"], tasks=[cfg["base_task"]], shared=False)
+        shared, meta = SharedMultiTaskModel(loaded.dense[cfg["base_task"]], {}), loaded.meta
         names = list(meta["class_names"])
     if cfg["step"] == "l1":
         shared.set_subtask(subtask_from_base(
@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     shared.to(device)
     teacher = None
     if cfg["distill"]:
-        models, _ = load_checkpoint(cfg["distill"], tasks=[cfg["task"]])
-        teacher = models[cfg["task"]].to(device).eval()
+        teacher = load_models(cfg["distill"], tasks=[cfg["task"]], shared=False).dense[cfg["task"]].to(device).eval()
         log.info("distilling the %s model of %s (weight %g)", cfg["task"], cfg["distill"], t["distill_weight"])
     data = cfg["data"]
     size = tuple(data["size"] or shared.cfg.img_size)

@@ -1,0 +1,126 @@
+"""The node's parameters, declared from one table, checked by one function and resolved into the
+``FrameSettings`` the worker runs with.
+
+Each row says everything a user sees about a parameter (``ros2 param describe``): name, type, default,
+range or choices, description, and whether it is read-only (set at start-up; a change needs a reconfigure)
+or can change at run time. Defaults of run-time settings come from ``runtime/settings.py``;
+``config/mtshare.yaml`` is checked against this table by a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings
+
+RELIABILITIES = ("reliable", "best_effort")
+_FRAME = FrameSettings()
+_SHARING = SharingSettings()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: type
+    default: Any
+    description: str
+    read_only: bool = False
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.range is not None and self.type is float:
+            d.floating_point_range = [FloatingPointRange(from_value=self.range[0], to_value=self.range[1])]
+        elif self.range is not None and self.type is int:
+            d.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]))]
+        if self.choices:
+            d.additional_constraints = f"one of: {', '.join(self.choices)}"
+        return d
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("checkpoint", str, "default", "Checkpoint path, or 'default' for the shipped weights.", True),
+    ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
+    ParamSpec("tasks", list, list(_FRAME.tasks),
+              f"Enabled tasks (subset of {', '.join(ALL_TASKS)}); changeable at run time."),
+    ParamSpec("input_transport", str, "raw",
+              "'raw' subscribes to 'image' (sensor_msgs/Image), 'compressed' to 'image/compressed'.", True,
+              choices=("raw", "compressed")),
+    ParamSpec("autostart", bool, True, "Configure and activate on start-up (mtshare node / launch file).", True),
+    ParamSpec("depth.min", float, _FRAME.min_depth, "Depth below this (metres) is published as NaN.",
+              range=(0.0, 100.0)),
+    ParamSpec("depth.max", float, _FRAME.max_depth, "Depth above this (metres) is published as NaN.",
+              range=(0.01, 1000.0)),
+    ParamSpec("sharing.enabled", bool, _SHARING.enabled,
+              "Run sub-tasks (depth, normals) through the shared engine on the base task's activations."),
+    ParamSpec("sharing.threshold", float, _SHARING.threshold,
+              "Relative token-change threshold for every sub-task: tokens whose activation differs from the base "
+              "task's by less are not recomputed. 0 recomputes everything (exact). The default is the setting "
+              "the shipped sub-tasks were trained at.", range=(0.0, 10.0)),
+    *(ParamSpec(f"sharing.{task}_threshold", float, -1.0, f"Threshold for {task} only; -1 uses sharing.threshold.",
+                range=(-1.0, 10.0)) for task in SUB_TASKS),
+    ParamSpec("sharing.max_token_fraction", float, _SHARING.max_token_fraction,
+              "Upper bound on the fraction of tokens a sub-task recomputes per layer, largest changes first (caps "
+              "worst-case cost; 1 = no cap). Default 0.1: faster than the shipped sub-tasks' training setting "
+              "(0.3) and as accurate on the held-out split.", range=(0.01, 1.0)),
+    ParamSpec("qos.input_reliability", str, "best_effort", "Reliability of the image subscriptions: best_effort or "
+              "reliable.", True, choices=RELIABILITIES),
+    ParamSpec("qos.input_depth", int, 1, "History depth of the image subscriptions.", True, range=(1, 100)),
+    ParamSpec("qos.output_reliability", str, "reliable", "Reliability of the output publishers: reliable or "
+              "best_effort.", True, choices=RELIABILITIES),
+    ParamSpec("qos.output_depth", int, 2, "History depth of the output publishers.", True, range=(1, 100)),
+    ParamSpec("diagnostics_period", float, 1.0, "Seconds between /diagnostics messages.", True, range=(0.1, 60.0)),
+)
+SPECS = {p.name: p for p in PARAMS}
+
+
+def declare(node: Any) -> None:
+    """Declare every parameter of the table on ``node``; a bad start-up value of a read-only one is fatal (it
+    cannot be changed later), so it raises ``ValueError`` with the reason."""
+    for p in PARAMS:
+        node.declare_parameter(p.name, p.default, p.descriptor())
+    for p in PARAMS:
+        reason = check(p.name, node.get_parameter(p.name).value) if p.read_only else ""
+        if reason:
+            raise ValueError(reason)
+
+
+def check(name: str, value: Any) -> str:
+    """'' when ``value`` is acceptable for parameter ``name`` on its own, else the reason. (ROS enforces the
+    declared ranges and types itself; this checks what a descriptor cannot say.)"""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {list(spec.choices)}, got {value!r}"
+    if name == "tasks":
+        unknown = [t for t in value if t not in ALL_TASKS]
+        if not value or unknown:
+            return f"tasks must be a non-empty subset of {list(ALL_TASKS)}; got {list(value)}"
+    if name == "device" and not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
+        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    return ""
+
+
+def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
+    """The settings a frame runs with, from parameter values (a per-task threshold of -1 inherits)."""
+    overrides = {t: values[f"sharing.{t}_threshold"] for t in SUB_TASKS if values[f"sharing.{t}_threshold"] >= 0}
+    sharing = SharingSettings(
+        enabled=bool(values["sharing.enabled"]),
+        threshold=float(values["sharing.threshold"]),
+        max_token_fraction=float(values["sharing.max_token_fraction"]),
+        task_thresholds=overrides,
+    )
+    return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]), sharing)
+
+
+def check_settings(settings: FrameSettings) -> str:
+    """What no single parameter shows: the depth range must not be empty."""
+    if settings.min_depth >= settings.max_depth:
+        return f"depth.min ({settings.min_depth}) must be below depth.max ({settings.max_depth})"
+    return ""

@@ -1,0 +1,52 @@
+"""What a frame is processed with: the tasks, the valid depth range and the sharing settings, as one immutable
+value.
+
+The node resolves its parameters into a ``FrameSettings`` once per change and hands the whole value to the
+worker, which reads it once per frame: a frame is never processed with half of an update (a task list
+replaced while the predictor reads it). The defaults here are the package's defaults; the node's parameter
+table and ``config/mtshare.yaml`` take them from here (a test checks the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from mtshare_ros.models.vit import TASK_CHANNELS
+from mtshare_ros.sharing.loader import BASE_TASK
+
+ALL_TASKS = tuple(TASK_CHANNELS)
+SUB_TASKS = tuple(t for t in ALL_TASKS if t != BASE_TASK)
+
+
+@dataclass(frozen=True)
+class SharingSettings:
+    """How sub-tasks reuse the base task: a relative token-change threshold (with optional per-task values) and
+    a cap on recomputed tokens per layer.
+
+    The threshold 0.05 is the one the shipped sub-tasks were trained at (sharing step 3, with a token cap of
+    0.3); the cap of 0.1 measured faster and as accurate on the held-out split
+    (``bench/results/task_sharing.md``). ``task_thresholds`` holds only tasks with their own value; the others
+    take ``threshold`` (resolved in ``thresholds``, the one place that fallback is made).
+    """
+
+    enabled: bool = True
+    threshold: float = 0.05
+    max_token_fraction: float = 0.1
+    task_thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def thresholds(self, tasks: tuple[str, ...] | list[str]) -> dict[str, float]:
+        """The threshold of each of ``tasks``: its own value, else ``threshold``."""
+        return {t: float(self.task_thresholds.get(t, self.threshold)) for t in tasks}
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """Everything that may change between frames. Depth outside ``[min_depth, max_depth]`` metres is reported
+    invalid (NaN, REP 118)."""
+
+    tasks: tuple[str, ...] = ALL_TASKS
+    min_depth: float = 0.05
+    max_depth: float = 20.0
+    sharing: SharingSettings = field(default_factory=SharingSettings)
