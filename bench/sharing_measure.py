@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 # --- every import from the package (paths move during the restructuring: re-point them here)
@@ -30,6 +29,7 @@ from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models
 from mtshare_ros.runtime.settings import SharingSettings
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
+from mtshare_ros.sharing.cost import dense_model_macs
 from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS, load_models
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import normalise
@@ -127,11 +127,10 @@ class Variant:
 
 
 def dense_variant(name: str, models: dict[str, DenseViT], kind: str) -> Variant:
-    def run(x: torch.Tensor):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            out = {t: m(x) for t, m in models.items()}
-        return out, counter.get_total_flops() // 2, {}
+    def run(x: torch.Tensor):  # counted by the engine's rules (sharing/cost.py), so the ratios compare like with like
+        out = {t: m(x) for t, m in models.items()}
+        size = tuple(x.shape[-2:])
+        return out, sum(dense_model_macs(m, size, x.shape[0]) for m in models.values()), {}
 
     def forward(x: torch.Tensor):
         return {t: m(x) for t, m in models.items()}

@@ -53,8 +53,9 @@ def notes_for(trained: bool, shared_note: str | None) -> list[str]:
     ``shared_note``: where the trained sub-tasks come from, when they ran."""
     notes = [
         "MACs: shared variants report the engine's own count of the rows that went through each product "
-        "(checked equal to torch's FlopCounterMode in test/test_sharing_engine.py); dense variants are counted "
-        "by FlopCounterMode. Heads run in full for every task and are included.",
+        "(checked equal to an operator-level count of what ran in test/test_sharing_engine.py); dense variants are "
+        "counted by the same rules (sharing/cost.dense_model_macs, checked the same way). Heads run in full for every "
+        "task and are included.",
         "Shared variants run the base task in full, then per layer only the sub-task tokens whose relative "
         "activation change vs the base exceeds the threshold (at most the top fraction); the others take the "
         "base's update (mtshare_ros/sharing/engine.py documents what is exact and what is approximate). The "

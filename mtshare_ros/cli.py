@@ -13,6 +13,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-bag": ("mtshare_ros.data.bag_cli", "write a rosbag2 camera bag with ground truth"),
     "train": ("mtshare_ros.training.train_cli", "train models from a config"),
     "eval": ("mtshare_ros.training.eval_cli", "evaluate a checkpoint on a dataset"),
+    "replay": ("mtshare_ros.replay.cli", "replay rosbag2 bags: output bag, metrics, latency, plots, montage, video"),
+    "visualize": ("mtshare_ros.replay.visualize_cli", "montage and video from a bag that holds result topics"),
+    "temporal-train": (
+        "mtshare_ros.training.temporal_step", "fine-tune the base task for sparse temporal activation changes"
+    ),
     "share-train": (
         "mtshare_ros.training.share_train_cli", "train sub-tasks as deltas of the base task (method steps 1-3)"
     ),

@@ -9,13 +9,17 @@ import pytest
 
 from mtshare_ros.training.config import load_config
 from mtshare_ros.training.share_train_cli import load_share_config
+from mtshare_ros.training.temporal_step import load_temporal_config
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "config" / "train").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_training_configs_load(path):
-    if path.stem.startswith("shared_"):
+    if path.stem.startswith("temporal_"):
+        cfg = load_temporal_config(str(path))
+        assert cfg["train"]["steps"] > 0 and cfg["data"]["rooms"]
+    elif path.stem.startswith("shared_"):
         for task in ("depth", "normals"):
             cfg = load_share_config(str(path), [f"task={task}"])
             assert task in cfg["out"]

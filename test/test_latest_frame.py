@@ -14,7 +14,7 @@ def test_slow_worker_processes_newest_and_counts_drops():
         gate.wait(5)
         seen.append(item)
 
-    w = LatestFrameWorker(process)
+    w = LatestFrameWorker(process, on_error=lambda exc: None)
     w.start()
     w.submit(0)
     time.sleep(0.1)  # 0 is in progress, blocked on the gate
@@ -37,7 +37,8 @@ def test_exceptions_do_not_stop_the_worker():
             raise ValueError("boom")
         out.append(item)
 
-    w = LatestFrameWorker(process)
+    errors = []
+    w = LatestFrameWorker(process, on_error=errors.append)
     w.start()
     w.submit("bad")
     time.sleep(0.2)
@@ -47,3 +48,4 @@ def test_exceptions_do_not_stop_the_worker():
         time.sleep(0.01)
     w.stop()
     assert out == ["good"] and w.failed == 1
+    assert [str(e) for e in errors] == ["boom"]  # the cause reaches the owner (the node's logger)

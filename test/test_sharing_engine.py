@@ -10,6 +10,7 @@ from op_macs import CountMacs
 
 from mtshare_ros.models.vit import DenseViT, ModelConfig
 from mtshare_ros.sharing import SharedMultiTaskModel
+from mtshare_ros.sharing.cost import dense_model_macs
 from mtshare_ros.sharing.tokens import delta_score, token_budget
 from mtshare_ros.training.subtask_steps import subtask_from_base
 
@@ -80,6 +81,7 @@ def test_dense_equivalent_macs_match_a_dense_run():
         with torch.no_grad(), CountMacs() as counter:
             model(x)
         assert stats.macs_dense[task] == counter.macs, task
+        assert dense_model_macs(model, CFG.img_size) == counter.macs, task  # what the benchmark counts
 
 
 def test_cost_does_not_grow_with_the_threshold():

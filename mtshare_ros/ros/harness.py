@@ -151,8 +151,10 @@ class CameraPublisher:
     def subscribed(self) -> bool:
         return self.image_pub.get_subscription_count() > 0
 
-    def publish(self, rgb: np.ndarray, frame_id: str = CAMERA_FRAME) -> Header:
-        header = Header(frame_id=frame_id, stamp=self.node.get_clock().now().to_msg())
+    def publish(self, rgb: np.ndarray, frame_id: str = CAMERA_FRAME, stamp: float | None = None) -> Header:
+        """Publish a frame stamped now, or at ``stamp`` seconds (a recording's own time line)."""
+        now = self.node.get_clock().now() if stamp is None else Time(nanoseconds=round(stamp * 1e9))
+        header = Header(frame_id=frame_id, stamp=now.to_msg())
         h, w = rgb.shape[:2]
         self.info_pub.publish(camera_info_for(h, w, self.fx * w / 640.0, header))
         self.image_pub.publish(array_to_image(rgb, header))

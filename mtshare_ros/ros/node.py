@@ -12,30 +12,38 @@ someone subscribes. Parameters come from one table (``ros/params.py``) and reach
 from __future__ import annotations
 
 import argparse
+import difflib
+import signal
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import Trigger
 
 from mtshare_ros.ros import params
 from mtshare_ros.ros.conversions import camera_model, image_to_rgb
 from mtshare_ros.ros.publish import OutputPublishers
 from mtshare_ros.ros.resources import use_fastdds_profile
-from mtshare_ros.runtime.camera import CameraModel
+from mtshare_ros.runtime.camera import CameraModel, camera_problem
 from mtshare_ros.runtime.decode import FrameError
 from mtshare_ros.runtime.latest_frame import LatestFrameWorker
 from mtshare_ros.runtime.outputs import assemble_outputs
-from mtshare_ros.runtime.predictor import Predictor
+from mtshare_ros.runtime.predictor import OutOfMemory, Predictor
 from mtshare_ros.runtime.rates import RollingStats
 from mtshare_ros.runtime.settings import FrameSettings
+from mtshare_ros.runtime.stream import StreamWatch
 
 NODE_NAME = "mtshare"
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
@@ -57,13 +65,18 @@ class MtshareNode(LifecycleNode):
         params.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.settings: FrameSettings = params.frame_settings(self._parameter_values())
+        self.stream = StreamWatch(self.get_parameter("temporal.max_stamp_gap").value)
+        self._reset_requested = False
+        self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self.predictor: Predictor | None = None
         self.worker: LatestFrameWorker[Frame] | None = None
         self.stats = RollingStats()
         self.bad_frames = 0
+        self.frames_lost = 0
         self._last_error = ""
         self._last_stats: dict[str, float] = {}
         self._camera: CameraModel | None = None
+        self._warned: set[str] = set()
         self._camera_lock = threading.Lock()
         self.outputs: OutputPublishers | None = None
         self._subs: list = []
@@ -73,6 +86,20 @@ class MtshareNode(LifecycleNode):
     # ----------------------------------------------------------------- parameters
     def _parameter_values(self) -> dict:
         return {p.name: self.get_parameter(p.name).value for p in params.PARAMS}
+
+    def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
+        """Refuse an undeclared parameter with the names this node has (rclpy's own refusal names none)."""
+        unknown = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if unknown:
+            known = [p.name for p in params.PARAMS]
+            close = {n: difflib.get_close_matches(n, known, 1) for n in unknown}
+            hint = "; ".join(f"{n!r}: did you mean {c[0]!r}?" for n, c in close.items() if c)
+            return SetParametersResult(
+                successful=False,
+                reason=f"undeclared parameter(s) {unknown}{' (' + hint + ')' if hint else ''}; this node has: "
+                f"{', '.join(known)}",
+            )
+        return super().set_parameters_atomically(parameter_list)
 
     def _on_set_parameters(self, changed) -> SetParametersResult:
         """Check the new values, alone and together, and hand the worker the settings they make, whole."""
@@ -85,7 +112,17 @@ class MtshareNode(LifecycleNode):
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         self.settings = settings  # one reference swap: the worker reads it once per frame
+        for p in changed:
+            if p.name == "temporal.max_stamp_gap":
+                self.stream.max_gap = p.value
         return SetParametersResult(successful=True)
+
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """``~/reset``: the next frame is a keyframe (taken by the worker between frames)."""
+        self._reset_requested = True
+        response.success = True
+        response.message = "temporal cache reset: the next frame is a keyframe"
+        return response
 
     def _qos(self, kind: str) -> QoSProfile:
         return QoSProfile(
@@ -118,13 +155,15 @@ class MtshareNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.predictor is not None
         self.predictor.restore()
-        self.worker = LatestFrameWorker(self._process)
+        self.worker = LatestFrameWorker(self._process, self._on_frame_error)
         self.worker.start()
         qos = self._qos("input")
+        events = SubscriptionEventCallbacks(message_lost=self._on_frames_lost)
         if self.get_parameter("input_transport").value == "compressed":
-            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos))
+            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
+                                                       event_callbacks=events))
         else:
-            self._subs.append(self.create_subscription(Image, "image", self._on_image, qos))
+            self._subs.append(self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events))
         self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics)
         self.get_logger().info(f"active: listening on {self._subs[0].topic_name}")
@@ -158,9 +197,29 @@ class MtshareNode(LifecycleNode):
 
     # ----------------------------------------------------------------- a frame, callback to publish
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the latest usable camera model; a bad one is dropped (points and scaled_camera_info stop until a
+        good one arrives) with one warning per cause."""
         camera = camera_model(msg)
+        problem = camera_problem(camera)
+        if problem:
+            self._warn_once(f"camera_info on {self._subs[-1].topic_name}: {problem}; points and scaled_camera_info "
+                            "are not published until a valid one arrives", problem.split(" ")[0])
+            camera = None
         with self._camera_lock:
             self._camera = camera
+
+    def _warn_once(self, text: str, cause: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            self.get_logger().warning(text)
+
+    def _on_frames_lost(self, info) -> None:
+        """DDS reports frames that never arrived: most often frames larger than the transport can carry."""
+        self.frames_lost = int(info.total_count)
+        self._warn_once(
+            f"frames on {self._subs[0].topic_name} are lost in transport ({info.total_count} so far): a frame larger "
+            "than the Fast DDS shared-memory segment cannot be received; raise segment_size in the profile "
+            "FASTDDS_DEFAULT_PROFILES_FILE names (config/fastdds_shm.xml: 128 MiB, frames up to ~60 MiB)", "lost")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self.worker is not None:
@@ -179,13 +238,25 @@ class MtshareNode(LifecycleNode):
             self._last_error = str(exc)
             self.get_logger().warning(f"skipping frame: {exc}", throttle_duration_sec=5.0)
             return
+        self._check_stream(msg.header, rgb.shape[:2])
         t1 = time.perf_counter()
-        pred = self.predictor.predict(rgb, settings)
+        try:
+            pred = self.predictor.predict(rgb, settings)
+        except OutOfMemory as exc:
+            self.bad_frames += 1
+            self._last_error = str(exc).splitlines()[0]
+            self.get_logger().warning(f"frame skipped, caches released: {self._last_error}", throttle_duration_sec=5.0)
+            return
         self._last_stats = pred.stats
         t2 = time.perf_counter()
         with self._camera_lock:
             camera = self._camera
-        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera)
+        if camera is not None and camera.width and (camera.height, camera.width) != rgb.shape[:2]:
+            self._warn_once(f"camera_info describes {camera.width}x{camera.height} images but frames on "
+                            f"{self._subs[0].topic_name} are {rgb.shape[1]}x{rgb.shape[0]}: intrinsics are "
+                            "rescaled by the camera_info's own size", f"size {camera.width}x{camera.height}")
+        full = rgb if settings.output_size == "input" else None
+        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera, full)
         messages = self.outputs.to_messages(outputs, msg.header)
         t3 = time.perf_counter()
         self.outputs.publish(messages)
@@ -200,6 +271,25 @@ class MtshareNode(LifecycleNode):
             latency=stamp_age,
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
+        self.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
+
+    def _on_frame_error(self, exc: BaseException) -> None:
+        """A frame that failed: the cause in one line through the node's logger (throttled), the traceback at
+        debug level; the worker goes on with the next frame."""
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self.get_logger().error(f"frame failed: {self._last_error}", throttle_duration_sec=5.0)
+        self.get_logger().debug("".join(traceback.format_exception(exc)))
+
+    def _check_stream(self, header, size: tuple[int, int]) -> None:
+        """A reset request, or a frame that breaks the stream (stamp back or gap, frame_id, size): keyframe."""
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        reason = self.stream.observe(stamp, header.frame_id, size)
+        if self._reset_requested:
+            self._reset_requested, reason = False, reason or "~/reset"
+        if reason:
+            self.predictor.reset_stream()
+            if self.settings.temporal.enabled:
+                self.get_logger().info(f"new stream ({reason}): keyframe")
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None or self.worker is None:
@@ -212,10 +302,15 @@ class MtshareNode(LifecycleNode):
             "frames_dropped": str(w.dropped),
             "frames_rejected": str(self.bad_frames),
             "frames_failed": str(w.failed),
+            "frames_lost_in_transport": str(self.frames_lost),
             "tasks": ",".join(self.settings.tasks),
             "device": str(self.predictor.device) if self.predictor else "",
         }
         values.update({k: f"{v:.3f}" for k, v in self._last_stats.items()})
+        if self.settings.temporal.enabled and self.predictor is not None:
+            cache = self.predictor.temporal_cache
+            values["keyframe_rate"] = f"{s.mean('keyframe'):.3f}"
+            values["temporal_keyframes"], values["temporal_frames"] = str(cache.keyframes), str(cache.frames)
         for name in s.names():
             values[f"{name}_ms_p50"] = f"{s.percentile(name, 50):.2f}"
             values[f"{name}_ms_p95"] = f"{s.percentile(name, 95):.2f}"
@@ -252,7 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     use_fastdds_profile()
-    rclpy.init(args=["mtshare"] + ros_args)
+    # rclpy's own SIGINT handler shuts the context down at once, under a worker that may be publishing; here a
+    # signal only asks the loop to stop, and the worker stops before the context goes
+    rclpy.init(args=["mtshare"] + ros_args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = MtshareNode()
     autostart = node.get_parameter("autostart").value and not args.no_autostart
     if autostart:
@@ -260,13 +360,17 @@ def main(argv: list[str] | None = None) -> int:
             node.get_logger().error("configure failed; node stays unconfigured (fix parameters, then configure)")
         else:
             node.trigger_activate()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
         if node.worker is not None:
-            node.worker.stop()
+            node.worker.stop()  # the frame in progress finishes while its publishers are still valid
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -15,11 +15,12 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings
+from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings, TemporalSettings
 
 RELIABILITIES = ("reliable", "best_effort")
 _FRAME = FrameSettings()
 _SHARING = SharingSettings()
+_TEMPORAL = TemporalSettings()
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,45 @@ PARAMS: tuple[ParamSpec, ...] = (
               range=(0.0, 100.0)),
     ParamSpec("depth.max", float, _FRAME.max_depth, "Depth above this (metres) is published as NaN.",
               range=(0.01, 1000.0)),
+    ParamSpec("max_output_width", int, _FRAME.max_width,
+              "Widest inference (and output) image, pixels. Outputs have the model's rows (240) and the camera's "
+              "aspect ratio; a wider frame (a strip) gets this width and fewer rows, so cost and memory stay "
+              "bounded.", range=(16, 4096)),
+    ParamSpec("output_size", str, _FRAME.output_size,
+              "Resolution of the outputs: 'inference' (the model's, 240 rows; scaled_camera_info describes it) or "
+              "'input' (the camera's: segmentation resized nearest, depth and normals edge-aware, so they overlay "
+              "the image and its camera_info directly).", choices=("inference", "input")),
     ParamSpec("sharing.enabled", bool, _SHARING.enabled,
               "Run sub-tasks (depth, normals) through the shared engine on the base task's activations."),
     ParamSpec("sharing.threshold", float, _SHARING.threshold,
-              "Relative token-change threshold for every sub-task: tokens whose activation differs from the base "
-              "task's by less are not recomputed. 0 recomputes everything (exact). The default is the setting "
-              "the shipped sub-tasks were trained at.", range=(0.0, 10.0)),
-    *(ParamSpec(f"sharing.{task}_threshold", float, -1.0, f"Threshold for {task} only; -1 uses sharing.threshold.",
-                range=(-1.0, 10.0)) for task in SUB_TASKS),
+              "Relative token-change threshold for every sub-task, in [0, 1]: a token is recomputed when its "
+              "activation differs from the base task's by more than this fraction of the base's norm (0.05 = 5%). "
+              "0 recomputes everything (exact); 1 recomputes almost nothing. The default is the setting the "
+              "shipped sub-tasks were trained at.", range=(0.0, 1.0)),
+    *(ParamSpec(f"sharing.{task}_threshold", float, -1.0,
+                f"Threshold for {task} only, in [0, 1] like sharing.threshold; -1 uses sharing.threshold.",
+                range=(-1.0, 1.0)) for task in SUB_TASKS),
     ParamSpec("sharing.max_token_fraction", float, _SHARING.max_token_fraction,
               "Upper bound on the fraction of tokens a sub-task recomputes per layer, largest changes first (caps "
               "worst-case cost; 1 = no cap). Default 0.1: faster than the shipped sub-tasks' training setting "
               "(0.3) and as accurate on the held-out split.", range=(0.01, 1.0)),
+    ParamSpec("temporal.enabled", bool, _TEMPORAL.enabled,
+              "Reuse the previous frames' work between keyframes: a token is recomputed only where its input "
+              "changed since it was last computed (base task and sub-tasks; needs a checkpoint the shared engine "
+              "runs). Off: every frame is computed anew."),
+    ParamSpec("temporal.threshold", float, _TEMPORAL.threshold,
+              "Relative change of a token's block input since it was last computed above which it is recomputed, "
+              "in [0, 1] (0.1 = 10% of the input's norm). 0 recomputes everything (exact per-frame inference).",
+              range=(0.0, 1.0)),
+    ParamSpec("temporal.max_token_fraction", float, _TEMPORAL.max_token_fraction,
+              "Upper bound on the fraction of tokens recomputed per layer between keyframes, largest changes "
+              "first; tokens left out add up towards an early keyframe.", range=(0.01, 1.0)),
+    ParamSpec("temporal.keyframe_interval", int, _TEMPORAL.keyframe_interval,
+              "Frames between keyframes (a keyframe computes the frame in full and bounds drift). Keyframes also "
+              "come on scene cuts, stream breaks and ~/reset.", range=(1, 100000)),
+    ParamSpec("temporal.max_stamp_gap", float, 0.5,
+              "Seconds between input stamps above which the stream counts as broken (next frame: a keyframe); a "
+              "stamp going backwards, another frame_id or image size break it too.", range=(0.0, 3600.0)),
     ParamSpec("qos.input_reliability", str, "best_effort", "Reliability of the image subscriptions: best_effort or "
               "reliable.", True, choices=RELIABILITIES),
     ParamSpec("qos.input_depth", int, 1, "History depth of the image subscriptions.", True, range=(1, 100)),
@@ -102,6 +130,10 @@ def check(name: str, value: Any) -> str:
         unknown = [t for t in value if t not in ALL_TASKS]
         if not value or unknown:
             return f"tasks must be a non-empty subset of {list(ALL_TASKS)}; got {list(value)}"
+        if len(set(value)) != len(value):
+            return f"tasks lists a task twice: {list(value)}"
+    if name.startswith("sharing.") and name.endswith("_threshold") and value != -1.0 and value < 0:
+        return f"{name} must be -1 (use sharing.threshold) or in [0, 1], got {value}"
     if name == "device" and not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     return ""
@@ -116,7 +148,14 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         max_token_fraction=float(values["sharing.max_token_fraction"]),
         task_thresholds=overrides,
     )
-    return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]), sharing)
+    temporal = TemporalSettings(
+        enabled=bool(values["temporal.enabled"]),
+        threshold=float(values["temporal.threshold"]),
+        max_token_fraction=float(values["temporal.max_token_fraction"]),
+        keyframe_interval=int(values["temporal.keyframe_interval"]),
+    )
+    return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
+                         int(values["max_output_width"]), str(values["output_size"]), sharing, temporal)
 
 
 def check_settings(settings: FrameSettings) -> str:

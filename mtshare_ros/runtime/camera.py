@@ -35,12 +35,29 @@ def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return k
 
 
-def scale_camera(camera: CameraModel, scale: tuple[float, float], size: tuple[int, int]) -> CameraModel:
-    """``camera`` for an image resized by ``scale`` (sx, sy) to ``size`` (h, w): K and P rescaled, distortion
-    kept (the outputs are not rectified)."""
-    sx, sy = scale
+def camera_problem(camera: CameraModel) -> str:
+    """'' when ``camera`` can project the outputs, else what is wrong with it, naming the field: a focal length
+    or principal point that is not finite, a focal length that is not positive, a P that is not finite."""
+    k = camera.k
+    for name, value in (("K[0] (fx)", k[0, 0]), ("K[4] (fy)", k[1, 1]), ("K[2] (cx)", k[0, 2]), ("K[5] (cy)", k[1, 2])):
+        if not np.isfinite(value):
+            return f"{name} is {value}"
+    for name, value in (("K[0] (fx)", k[0, 0]), ("K[4] (fy)", k[1, 1])):
+        if value <= 0:
+            return f"{name} is {value:g}, not a positive focal length"
+    if not np.isfinite(camera.p).all():
+        return "P has values that are not finite"
+    return ""
+
+
+def scale_camera(camera: CameraModel, size: tuple[int, int], fallback: tuple[float, float]) -> CameraModel:
+    """``camera`` for the outputs of ``size`` (h, w): K and P rescaled by the camera model's own size (so a
+    camera_info of another resolution than the images still gives the outputs' intrinsics), or by
+    ``fallback`` (sx, sy: the image's resize) when it states no size; distortion kept (not rectified)."""
+    h, w = size
+    sx, sy = (w / camera.width, h / camera.height) if camera.width > 0 and camera.height > 0 else fallback
     p = np.asarray(camera.p, dtype=np.float64).reshape(3, 4).copy()
     p[:, :3] = scale_intrinsics(p[:, :3], sx, sy)
     p[0, 3] *= sx
     p[1, 3] *= sy
-    return replace(camera, k=scale_intrinsics(camera.k, sx, sy), p=p, height=size[0], width=size[1])
+    return replace(camera, k=scale_intrinsics(camera.k, sx, sy), p=p, height=h, width=w)

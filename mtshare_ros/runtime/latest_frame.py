@@ -7,20 +7,23 @@ it dropped so the node can report it.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 class LatestFrameWorker(Generic[T]):
-    """Runs ``process(item)`` on a background thread for the newest submitted item."""
+    """Runs ``process(item)`` on a background thread for the newest submitted item. An exception from
+    ``process`` is counted as a failed frame and handed to ``on_error`` (the node's logger), and the worker goes
+    on with the next frame."""
 
-    def __init__(self, process: Callable[[T], None], name: str = "mtshare-inference") -> None:
+    def __init__(
+        self, process: Callable[[T], None], on_error: Callable[[BaseException], None], name: str = "mtshare-inference"
+    ) -> None:
         self._process = process
+        self._on_error = on_error
         self._name = name
         self._cond = threading.Condition()
         self._pending: T | None = None
@@ -78,8 +81,8 @@ class LatestFrameWorker(Generic[T]):
             try:
                 self._process(item)  # type: ignore[arg-type]
                 self.processed += 1
-            except Exception:  # keep serving frames; the callback reports its own errors
+            except Exception as exc:  # keep serving frames; the owner reports the cause
                 self.failed += 1
-                log.exception("processing a frame failed")
+                self._on_error(exc)
             finally:
                 self._busy = False

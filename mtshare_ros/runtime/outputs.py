@@ -16,6 +16,7 @@ from mtshare_ros.runtime.camera import CameraModel, scale_camera
 from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
 from mtshare_ros.runtime.pointcloud import depth_to_points
 from mtshare_ros.runtime.predictor import Prediction
+from mtshare_ros.runtime.upsample import at_input_resolution
 
 RAW_OUTPUTS = ("segmentation", "depth", "normals")
 COLOUR_OUTPUTS = ("segmentation/color", "depth/color", "normals/color")
@@ -24,11 +25,15 @@ OUTPUT_NAMES = RAW_OUTPUTS + COLOUR_OUTPUTS + ("points", "scaled_camera_info")
 
 
 def assemble_outputs(
-    pred: Prediction, num_classes: int, wanted: Collection[str], camera: CameraModel | None
+    pred: Prediction, num_classes: int, wanted: Collection[str], camera: CameraModel | None,
+    rgb: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | CameraModel]:
     """The outputs of ``pred``: the raw maps of every task that ran, colours and points only when ``wanted``,
-    and the camera model scaled to the outputs when a usable ``camera`` (fx > 0) is known. The point cloud
-    needs depth and that camera model."""
+    and the camera model scaled to the outputs when a ``camera`` is known (the caller passes only one that
+    ``camera.camera_problem`` accepts). The point cloud needs depth and that camera model. ``rgb``: the camera
+    image, when the outputs are wanted at its resolution (``output_size: input``; ``upsample.py``)."""
+    if rgb is not None:
+        pred = at_input_resolution(pred, rgb)
     out: dict[str, np.ndarray | CameraModel] = {}
     colour = {"segmentation": lambda a: colorize_segmentation(a, num_classes), "depth": colorize_depth,
               "normals": colorize_normals}
@@ -39,9 +44,9 @@ def assemble_outputs(
         out[name] = array
         if f"{name}/color" in wanted:
             out[f"{name}/color"] = colour[name](array)
-    if camera is None or camera.k[0, 0] <= 0:
+    if camera is None:
         return out
-    scaled = out["scaled_camera_info"] = scale_camera(camera, pred.scale, pred.size)
+    scaled = out["scaled_camera_info"] = scale_camera(camera, pred.size, pred.scale)
     if pred.depth is not None and "points" in wanted:
         labels = pred.segmentation if pred.segmentation is not None else np.zeros(pred.size, np.uint8)
         out["points"] = depth_to_points(pred.depth, scaled.k, pred.image, labels)

@@ -19,14 +19,27 @@ from mtshare_ros.models.device import select_device
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
+from mtshare_ros.sharing.temporal import TemporalCache
 
 
-def inference_size(height: int, width: int, target_height: int, patch: int) -> tuple[int, int]:
-    """Model input size for a frame: ``target_height`` rows, width scaled and rounded to the patch."""
+def inference_size(
+    height: int, width: int, target_height: int, patch: int, max_width: int | None = None
+) -> tuple[int, int]:
+    """Model input size for a frame: ``target_height`` rows, width scaled and rounded to the patch; a frame wider
+    than that allows at ``max_width`` gets ``max_width`` and fewer rows (aspect ratio kept, at least one patch)."""
     if height <= 0 or width <= 0:
         raise ValueError(f"empty image ({height}x{width})")
-    w = max(patch, int(round(width * target_height / height / patch)) * patch)
-    return target_height, w
+    h = target_height
+    if max_width is not None and width * target_height / height > max_width:
+        h = max(patch, int(round(height * max_width / width / patch)) * patch)
+    w = max(patch, int(round(width * h / height / patch)) * patch)
+    if max_width is not None:
+        w = min(w, max(patch, max_width // patch * patch))
+    return h, w
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory on a frame; its caches were released, the next frame may fit."""
 
 
 @dataclass
@@ -50,11 +63,15 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a checkpoint once and runs the tasks a frame's settings ask for.
+    """Loads a checkpoint once and runs the tasks a frame's settings ask for, frame after frame of one stream.
 
     With sharing enabled (and a base task plus sub-tasks available) one call runs the shared engine:
     segmentation in full, depth and normals recomputing only tokens that differ from it; otherwise the
-    independent models of the asked tasks.
+    independent models of the asked tasks. With temporal sharing enabled the engine also reuses the previous
+    frames between keyframes (its cache is this predictor's: one camera stream; ``reset_stream`` when the
+    stream restarts). Temporal sharing runs in the engine, so with task sharing off but temporal on the
+    sub-tasks run there in full on keyframes (their ``W_base + dW``: for a checkpoint of independent models,
+    exactly those models).
     """
 
     def __init__(self, checkpoint: str = "default", device: str = "auto") -> None:
@@ -63,6 +80,7 @@ class Predictor:
         self.models, self.shared = self.loaded.dense, self.loaded.shared
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
+        self.temporal_cache = TemporalCache()
         self.restore()
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -81,8 +99,13 @@ class Predictor:
     def _modules(self) -> list[torch.nn.Module]:
         return [self.models] + ([self.shared] if self.shared is not None else [])
 
+    def reset_stream(self) -> None:
+        """The camera stream restarted (or jumped): the next frame is a keyframe."""
+        self.temporal_cache.reset()
+
     def release(self) -> None:
-        """Move weights off the GPU and free its cache (lifecycle deactivate)."""
+        """Move weights off the GPU and free its cache and the temporal buffers (lifecycle deactivate)."""
+        self.temporal_cache.reset()
         for m in self._modules():
             m.to("cpu")
         if self.device.type == "cuda":
@@ -92,30 +115,38 @@ class Predictor:
         for m in self._modules():
             m.to(self.device)
 
-    def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[float, float], np.ndarray]:
+    def preprocess(
+        self, rgb: np.ndarray, max_width: int | None = None
+    ) -> tuple[torch.Tensor, tuple[float, float], np.ndarray]:
         """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, the scale and the resized RGB."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         h0, w0 = rgb.shape[:2]
-        h, w = inference_size(h0, w0, self.cfg.img_size[0], self.cfg.patch_size)
+        h, w = inference_size(h0, w0, self.cfg.img_size[0], self.cfg.patch_size, max_width)
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (h0, w0) else rgb
         x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         return (x - self._mean) / self._std, (w / w0, h / h0), resized
 
     def _run(self, x: torch.Tensor, settings: FrameSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
-        s = settings.sharing
-        if s.enabled and self.shared is not None and subtasks:
-            outputs, st = self.shared(x, s.thresholds(subtasks), s.max_token_fraction, tasks=subtasks)
-            stats = {
-                "sharing": 1.0,
-                "gmacs_executed": st.macs_total / 1e9,
-                "gmacs_independent": st.macs_dense_total / 1e9,
-                "macs_saved_fraction": st.macs_saved_fraction,
-            }
-            stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in subtasks})
-            return outputs, stats
-        return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0}
+        s, temporal = settings.sharing, settings.temporal
+        sharing = s.enabled and bool(subtasks)
+        if self.shared is None or not (sharing or temporal.enabled):
+            return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}
+        thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
+        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=self.temporal_cache)
+        stats = {
+            "sharing": float(sharing),
+            "temporal": float(temporal.enabled),
+            "keyframe": float(st.keyframe or not temporal.enabled),
+            "gmacs_executed": st.macs_total / 1e9,
+            "gmacs_independent": st.macs_dense_total / 1e9,
+            "macs_saved_fraction": st.macs_saved_fraction,
+        }
+        if temporal.enabled:
+            stats["temporal_cache_mb"] = self.temporal_cache.nbytes() / 2**20
+        stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
+        return outputs, stats
 
     @torch.inference_mode()
     def predict(self, rgb: np.ndarray, settings: FrameSettings | None = None) -> Prediction:
@@ -125,11 +156,16 @@ class Predictor:
         if reason:
             raise ValueError(reason)
         t0 = time.perf_counter()
-        x, scale, image = self.preprocess(rgb)
+        x, scale, image = self.preprocess(rgb, settings.max_width)
         t1 = time.perf_counter()
-        outputs, stats = self._run(x, settings)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        try:
+            outputs, stats = self._run(x, settings)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the GPU has left
+            self.temporal_cache.reset()
+            torch.cuda.empty_cache()
+            raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {exc}") from None
         t2 = time.perf_counter()
         pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
         if "segmentation" in settings.tasks:

@@ -17,6 +17,9 @@ class RollingStats:
         self._samples: dict[str, collections.deque[float]] = collections.defaultdict(
             lambda: collections.deque(maxlen=window)
         )
+        self._values: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=window)
+        )
         self._done: collections.deque[float] = collections.deque(maxlen=window)
 
     def add(self, **values_ms: float) -> None:
@@ -24,6 +27,18 @@ class RollingStats:
             for k, v in values_ms.items():
                 self._samples[k].append(float(v))
             self._done.append(time.monotonic())
+
+    def add_value(self, **values: float) -> None:
+        """Samples that are not timings of a completed frame (e.g. 1.0 for a keyframe, 0.0 otherwise)."""
+        with self._lock:
+            for k, v in values.items():
+                self._values[k].append(float(v))
+
+    def mean(self, name: str) -> float:
+        """Mean of the kept samples of a value added with ``add_value``."""
+        with self._lock:
+            s = self._values.get(name)
+            return float(np.mean(np.asarray(s))) if s else float("nan")
 
     def fps(self) -> float:
         with self._lock:

@@ -1,10 +1,11 @@
-"""What a frame is processed with: the tasks, the valid depth range and the sharing settings, as one immutable
-value.
+"""What a frame is processed with: the tasks, the valid depth range, the task-sharing and temporal-sharing
+settings, as one immutable value.
 
 The node resolves its parameters into a ``FrameSettings`` once per change and hands the whole value to the
 worker, which reads it once per frame: a frame is never processed with half of an update (a task list
 replaced while the predictor reads it). The defaults here are the package's defaults; the node's parameter
-table and ``config/mtshare.yaml`` take them from here (a test checks the file).
+table and ``config/mtshare.yaml`` take them from here (a test checks the file); the temporal defaults are
+``sharing/temporal.py``'s, beside the engine that reads them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from types import MappingProxyType
 
 from mtshare_ros.models.vit import TASK_CHANNELS
 from mtshare_ros.sharing.loader import BASE_TASK
+from mtshare_ros.sharing.temporal import TemporalSettings
+
+__all__ = ["ALL_TASKS", "SUB_TASKS", "FrameSettings", "SharingSettings", "TemporalSettings"]
 
 ALL_TASKS = tuple(TASK_CHANNELS)
 SUB_TASKS = tuple(t for t in ALL_TASKS if t != BASE_TASK)
@@ -44,9 +48,14 @@ class SharingSettings:
 @dataclass(frozen=True)
 class FrameSettings:
     """Everything that may change between frames. Depth outside ``[min_depth, max_depth]`` metres is reported
-    invalid (NaN, REP 118)."""
+    invalid (NaN, REP 118). ``max_width`` caps the inference (and output) width: the model sees a fixed number of
+    rows and a width that keeps the aspect ratio, so a very wide strip would otherwise cost without bound.
+    ``output_size``: ``inference`` publishes the model's resolution (cheapest), ``input`` the camera's."""
 
     tasks: tuple[str, ...] = ALL_TASKS
     min_depth: float = 0.05
     max_depth: float = 20.0
+    max_width: int = 640
+    output_size: str = "inference"  # or "input": outputs at the camera's resolution (runtime/upsample.py)
     sharing: SharingSettings = field(default_factory=SharingSettings)
+    temporal: TemporalSettings = field(default_factory=TemporalSettings)

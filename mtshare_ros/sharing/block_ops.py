@@ -1,5 +1,5 @@
-"""One encoder block of the engine, as functions: the base task on all tokens, the token scores, the sub-tasks'
-fused weights, and the sub-tasks on their selected rows.
+"""One encoder block of the engine, as functions: the base task on all tokens, the token scores, the fused
+weights of a block (sub-tasks' ``W_base + dW``, or the base's own), and stacked streams on their selected rows.
 
 They compute and nothing else: which tokens run is decided by the engine's layer loop (``engine.py``), and what
 the work cost is counted from what ran by ``cost.py``. Each function states which part of the method it is;
@@ -7,6 +7,8 @@ the exact/approximate contract of the whole is in ``engine.py``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -171,18 +173,53 @@ def block_params(li: int, blk: nn.Module, subs: list[SubTaskDelta]) -> dict[str,
     return p
 
 
-def subtask_block(
-    blk: nn.Module, p: dict[str, torch.Tensor | None], upd_b: torch.Tensor, qkv_b: torch.Tensor, xs: torch.Tensor,
+def base_params(blk: nn.Module) -> dict[str, torch.Tensor | None]:
+    """The base task's block in the form of ``block_params`` (one stream): its own weights, LayerNorm affines
+    folded in, so that its rows can go through ``rows_block`` (temporal sharing recomputes base rows too)."""
+    p: dict[str, torch.Tensor | None] = {}
+    folded = {"attn.qkv": blk.norm1, "mlp.fc1": blk.norm2}
+    for name, lin in (("attn.qkv", blk.attn.qkv), ("attn.proj", blk.attn.proj), ("mlp.fc1", blk.mlp.fc1),
+                      ("mlp.fc2", blk.mlp.fc2)):
+        wt, bt = lin.weight.t(), lin.bias
+        if name in folded:
+            bt = bt + folded[name].bias @ wt
+            wt = folded[name].weight.unsqueeze(1) * wt
+        p[name + ".weight"] = wt.unsqueeze(0).contiguous()
+        p[name + ".bias"] = bt.view(1, 1, -1)
+    for name in ("ls1", "ls2"):
+        ls = getattr(blk, name)
+        p[name] = ls.gamma.view(1, 1, -1) if hasattr(ls, "gamma") else None
+    return p
+
+
+class RowsResult(NamedTuple):
+    """What ``rows_block`` computed: the block output of every token, the keys and values with the selected rows
+    replaced, and the selected rows' inputs (T, B * k, C), outputs (T * B, k, C) and first-MLP activation norms
+    (T * B, k) (None for the three when no row ran)."""
+
+    out: torch.Tensor
+    kv: torch.Tensor
+    rows_in: torch.Tensor | None
+    rows_out: torch.Tensor | None
+    fc1_norm: torch.Tensor | None
+
+
+def rows_block(
+    blk: nn.Module, p: dict[str, torch.Tensor | None], upd: torch.Tensor, kv: torch.Tensor, xs: torch.Tensor,
     sel: Selection,
-) -> torch.Tensor:
-    """The block for the stacked sub-tasks ``xs`` (T, B, N, C) with their fused weights ``p``: the selected rows
-    of all of them (one row count; ``sel`` is over their T * B frames) go through the same batched products;
-    the other tokens take the base's update ``upd_b = y_b - x_b``."""
+) -> RowsResult:
+    """The block for T stacked streams ``xs`` (T, B, N, C) with their fused weights ``p``, computed on the
+    selected rows only: they go through the same batched products (one row count; ``sel`` is over the T * B
+    frames), their queries attend to all N keys of ``kv`` (T * B, N, 3C) with their own rows scattered in; every
+    other token takes ``x + upd``, the update a reference computed for it (the base task's, for task sharing;
+    its own from an earlier frame, for temporal sharing).
+
+    ``kv`` is updated in place outside autograd: pass a tensor the caller owns."""
     t_n, b, n, c = xs.shape
     k = sel.k
-    out = xs if sel.full else xs + upd_b  # reused tokens: the base's update
+    out = xs if sel.full else xs + upd  # tokens not recomputed: the reference's update
     if k == 0:
-        return out
+        return RowsResult(out, kv, None, None, None)
     attn = blk.attn
     heads, hd = attn.num_heads, attn.head_dim
     flat = xs.reshape(t_n * b, n, c)
@@ -193,17 +230,18 @@ def subtask_block(
 
     qkv = linear(F.layer_norm(xr, (c,), eps=blk.norm1.eps), "attn.qkv")
     q = qkv.reshape(t_n * b, k, 3, heads, hd)[:, :, 0].transpose(1, 2)
-    # in place into fresh tensors (the repeat, ``out``) saves copies; not under autograd, which keeps the
-    # gathers' inputs for the backward pass
+    # in place into tensors the caller owns saves copies; not under autograd, which keeps the gathers' inputs
+    # for the backward pass
     inplace = not torch.is_grad_enabled()
-    # every task's keys and values: the base's, with the selected tokens' rows replaced (their queries too,
-    # unused: one scatter of whole QKV rows is cheaper than one per keys and values)
-    kv = scatter_rows(qkv_b.repeat(t_n, 1, 1), sel, qkv.reshape(t_n * b, k, 3 * c), inplace=inplace)
+    # every stream's keys and values with the selected tokens' rows replaced (their queries too, unused: one
+    # scatter of whole QKV rows is cheaper than one per keys and values)
+    kv = scatter_rows(kv, sel, qkv.reshape(t_n * b, k, 3 * c), inplace=inplace)
     _, kk, vv = kv.view(t_n * b, n, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
     o = F.scaled_dot_product_attention(q, kk, vv).transpose(1, 2).reshape(t_n, b * k, c)
     a = linear(o, "attn.proj")
     mid = xr + (a if p["ls1"] is None else a * p["ls1"])
-    f = linear(blk.mlp.act(linear(F.layer_norm(mid, (c,), eps=blk.norm2.eps), "mlp.fc1")), "mlp.fc2")
+    h = linear(F.layer_norm(mid, (c,), eps=blk.norm2.eps), "mlp.fc1")
+    f = linear(blk.mlp.act(h), "mlp.fc2")
     yr = (mid + (f if p["ls2"] is None else f * p["ls2"])).reshape(t_n * b, k, c)
     out = scatter_rows(out.reshape(t_n * b, n, c), sel, yr, inplace=inplace and not sel.full)
-    return out.reshape(t_n, b, n, c)
+    return RowsResult(out.reshape(t_n, b, n, c), kv, xr, yr, h.float().norm(dim=-1).reshape(t_n * b, k))

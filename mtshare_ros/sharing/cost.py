@@ -83,3 +83,14 @@ def head_macs(
     frame = param.new_zeros(1, 3, *image_size)
     with torch.no_grad():
         return module_macs(head, lambda: head(feats, grid, frame))
+
+
+def dense_model_macs(model: DenseViT, image_size: tuple[int, int], frames: int = 1) -> int:
+    """Multiply-adds of a dense single-task model on ``frames`` images of ``image_size``, with the same rules
+    as the engine's count: what an independent model (or the base task alone) executes per frame."""
+    cfg = model.cfg
+    p = cfg.patch_size
+    grid = (image_size[0] // p, image_size[1] // p)
+    n = grid[0] * grid[1]
+    encoder = patch_embed_macs(model, frames * n) + sum(block_macs(blk, frames * n, n) for blk in model.encoder.blocks)
+    return encoder + frames * head_macs(model.head, len(cfg.feature_layers), grid, cfg.embed_dim, image_size)

@@ -51,6 +51,7 @@ many run. The per-task token counts are device tensors turned into numbers once,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -64,7 +65,17 @@ from mtshare_ros.sharing import block_ops, cost
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
 from mtshare_ros.sharing.run import EngineRun, LayerRun, RunStats, summarize
 from mtshare_ros.sharing.subtask import SubTaskDelta
-from mtshare_ros.sharing.tokens import Selection, rows_needed, select_tokens, stack_selections, token_budget
+from mtshare_ros.sharing.temporal import LayerCache, TemporalCache, TemporalSettings
+from mtshare_ros.sharing.tokens import (
+    Selection,
+    delta_score,
+    rows_needed,
+    scatter_rows,
+    select_tokens,
+    selection_mask,
+    stack_selections,
+    token_budget,
+)
 
 
 def _check_base(base: DenseViT) -> None:
@@ -98,6 +109,16 @@ def _thresholds(thresholds: dict[str, float] | float, sub_names: list[str]) -> d
     if missing:
         raise ValueError(f"no threshold for sub-task(s) {missing}; got {sorted(thresholds)}")
     return {t: float(thresholds[t]) for t in sub_names}
+
+
+@dataclass
+class _TemporalStep:
+    """A frame of a stream with temporal sharing on: its cache, settings, whether it is a keyframe, token budget."""
+
+    cache: TemporalCache
+    settings: TemporalSettings
+    keyframe: bool
+    budget: int
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -201,13 +222,16 @@ class SharedMultiTaskModel(nn.Module):
         return tok
 
     def _select(
-        self, li: int, score: torch.Tensor, names: list[str], thr: dict[str, float], budget: int, sync_free: bool
+        self, li: int, score: torch.Tensor, names: list[str], thr: dict[str, float], budget: int, sync_free: bool,
+        eligible: torch.Tensor | None = None,
     ) -> Selection:
-        """The tokens each stacked sub-task recomputes in block ``li``: above its threshold, at most ``budget``,
-        largest first; one row count for all of them, so that they share the block's products (padding rows
-        are computed and counted). The one place a selection is made."""
-        k = max(rows_needed(score[i], thr[t], budget, sync_free) for i, t in enumerate(names))
-        return stack_selections([select_tokens(score[i].detach(), thr[t], budget, sync_free, k)
+        """The tokens each stacked stream recomputes in block ``li``: above its threshold (among ``eligible``
+        ones, (T, B, N), when given), at most ``budget``, largest first; one row count for all of them, so that
+        they share the block's products (padding rows are computed and counted). The one place a selection is
+        made, whether its scores compare with the base task or with the previous frames."""
+        el = [None] * len(names) if eligible is None else list(eligible)
+        k = max(rows_needed(score[i], thr[t], budget, sync_free, el[i]) for i, t in enumerate(names))
+        return stack_selections([select_tokens(score[i].detach(), thr[t], budget, sync_free, k, el[i])
                                  for i, t in enumerate(names)])
 
     def _heads(self, feats: dict[str, list[torch.Tensor]], grid: tuple[int, int], x: torch.Tensor,
@@ -244,11 +268,16 @@ class SharedMultiTaskModel(nn.Module):
         tasks: list[str] | tuple[str, ...] | None = None,
         sync_free: bool | None = None,
         offset: tuple[int, int] | None = None,
+        temporal: TemporalSettings | None = None,
+        cache: TemporalCache | None = None,
     ) -> tuple[dict[str, torch.Tensor], RunStats]:
         """Run the base task and the sub-tasks ``tasks`` (default: all) on ImageNet-normalised images; returns the
         outputs and their ``RunStats`` (``run`` has the arguments)."""
-        result = self.run(x, thresholds, max_token_fraction, tasks, sync_free, offset)
-        return result.outputs, self.summarize(result)
+        result = self.run(x, thresholds, max_token_fraction, tasks, sync_free, offset, temporal=temporal, cache=cache)
+        stats = self.summarize(result)
+        if cache is not None and result.temporal:
+            cache.add_deferred(stats.deferred_fraction)
+        return result.outputs, stats
 
     def summarize(self, result: EngineRun) -> RunStats:
         """Numbers of a run (one device read: the recomputed-token counts)."""
@@ -263,12 +292,16 @@ class SharedMultiTaskModel(nn.Module):
         sync_free: bool | None = None,
         offset: tuple[int, int] | None = None,
         keep_scores: bool = False,
+        temporal: TemporalSettings | None = None,
+        cache: TemporalCache | None = None,
     ) -> EngineRun:
         """The engine's layer loop. ``thresholds``: per sub-task (or one value for all) relative token-change
-        threshold; 0 recomputes every token. ``max_token_fraction``: cap on recomputed tokens per layer and frame.
-        ``sync_free``: fixed row budget without host syncs (default: True on CUDA); nothing in here then waits
-        for the device. ``offset``: patch offset of a training crop, as in ``DenseViT.forward``. ``keep_scores``
-        keeps every block's token scores, with gradients, in the result."""
+        threshold against the base task; 0 recomputes every token. ``max_token_fraction``: cap on recomputed
+        tokens per layer and frame. ``sync_free``: fixed row budget without host syncs (default: True on CUDA);
+        nothing in the loop then waits for the device. ``offset``: patch offset of a training crop, as in
+        ``DenseViT.forward``. ``keep_scores`` keeps every block's token scores, with gradients, in the result.
+        ``temporal`` (enabled) with the stream's ``cache``: reuse earlier frames between keyframes
+        (``sharing/temporal.py``); one frame per call."""
         sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
         unknown = [t for t in sub_names if t not in self.subtasks]
         if unknown:
@@ -284,10 +317,12 @@ class SharedMultiTaskModel(nn.Module):
         tok_b = tok_b.contiguous()  # the patch embedding's (B, N, C) is a transposed view: row ops want rows
         b, n, _ = tok_b.shape
         budget = token_budget(n, max_token_fraction)
+        step = self._temporal_step(x, tok_b, sub_names, offset, temporal, cache)
         start = {t: self.subtasks[t].start_layer for t in sub_names}
         names = [t for t in sub_names if start[t] == 0]  # the sub-tasks whose blocks run, stacked in xs
         result = EngineRun({}, base_task, sub_names, b, n, tuple(grid), tuple(x.shape), thr, max_token_fraction,
-                           sync_free, embedded=list(names), scores={t: [] for t in sub_names} if keep_scores else None)
+                           sync_free, embedded=list(names), scores={t: [] for t in sub_names} if keep_scores else None,
+                           temporal=step is not None and not step.keyframe, keyframe=step is not None and step.keyframe)
         xs = torch.stack([self._embed_sub(x, tok_b, grid, offset, self.subtasks[t]) for t in names]) if names else None
 
         feats: dict[str, list[torch.Tensor]] = {t: [] for t in [base_task, *sub_names]}
@@ -298,23 +333,40 @@ class SharedMultiTaskModel(nn.Module):
                 new = x_b.unsqueeze(0).expand(len(joining), -1, -1, -1)
                 xs = new.contiguous() if xs is None else torch.cat([xs, new])
                 names += joining
+            layer = LayerRun(tuple(names), base_rows=b * n)
             scored = any(thr[t] > 0 or budget < n or keep_scores for t in names)
-            y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored)
-            layer = LayerRun(tuple(names), 0, scored and bool(names))
+            if result.temporal:
+                y_b, norms = self._temporal_base_layer(li, blk, x_b, step, sync_free, layer)
+            else:
+                y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored or step is not None)
+                if step is not None:
+                    step.cache.base.append(LayerCache(x_b[None], y_b[None], qkv_b, (base_task,), norms))
             if names:
                 subs = [self.subtasks[t] for t in names]
+                params = self._cached((li, tuple(names)), partial(block_ops.block_params, li, blk, subs))
                 if scored:
                     factors = self._cached((li, "scores", tuple(names)), partial(block_ops.score_factors, li, subs))
                     score = block_ops.token_scores(li, blk, subs, factors, xs, x_b, norms, len(joining) == len(names))
                 else:
                     score = x_b.new_zeros(len(names), b, n, dtype=torch.float32)
-                sel = self._select(li, score, names, thr, budget, sync_free)
-                params = self._cached((li, tuple(names)), partial(block_ops.block_params, li, blk, subs))
-                xs = block_ops.subtask_block(blk, params, y_b - x_b, qkv_b, xs, sel)
-                layer.rows, layer.recomputed = b * sel.k, sel.valid.reshape(len(names), -1).sum(1)
-                if keep_scores:
-                    for i, t in enumerate(names):
-                        result.scores[t].append(score[i])
+                if result.temporal:
+                    xs = self._temporal_sub_layer(li, blk, params, names, xs, x_b, y_b, score, thr, budget, step,
+                                                  sync_free, layer)
+                else:
+                    sel = self._select(li, score, names, thr, budget, sync_free)
+                    keep_kv = step is not None or sel.k > 0
+                    kv = qkv_b.repeat(len(names), 1, 1) if keep_kv else qkv_b
+                    rows = block_ops.rows_block(blk, params, y_b - x_b, kv, xs, sel)
+                    if step is not None:  # a keyframe: every token's reference is what it computed now
+                        step.cache.sub.append(LayerCache(xs, rows.out, rows.kv, tuple(names)))
+                    xs = rows.out
+                    layer.rows, layer.recomputed = b * sel.k, sel.valid.reshape(len(names), -1).sum(1)
+                    if keep_scores:
+                        for i, t in enumerate(names):
+                            result.scores[t].append(score[i])
+                layer.scored = scored
+            elif step is not None and not result.temporal:
+                step.cache.sub.append(None)
             result.layers.append(layer)
             x_b = y_b
             if li in self.cfg.feature_layers:
@@ -329,3 +381,85 @@ class SharedMultiTaskModel(nn.Module):
                     feats[t].append(own)
         result.outputs = self._heads(feats, grid, x, sub_names)
         return result
+
+    # ------------------------------------------------------------------ temporal sharing
+    def _temporal_step(
+        self, x: torch.Tensor, tok_b: torch.Tensor, sub_names: list[str], offset, temporal: TemporalSettings | None,
+        cache: TemporalCache | None,
+    ) -> _TemporalStep | None:
+        """This frame's temporal mode: None (per-frame inference), a keyframe, or a frame between keyframes."""
+        if temporal is None or not temporal.enabled or cache is None:
+            return None
+        signature = (tuple(x.shape), tuple(sub_names), x.device, x.dtype, offset, id(self))
+        first = None
+        if cache.signature == signature and cache.base:
+            first = delta_score(tok_b, cache.base[0].inp[0])
+        keyframe = cache.is_keyframe(signature, temporal, first)
+        cache.begin(signature, keyframe)
+        return _TemporalStep(cache, temporal, keyframe, token_budget(tok_b.shape[1], temporal.max_token_fraction))
+
+    def _temporal_base_layer(
+        self, li: int, blk: nn.Module, x_b: torch.Tensor, step: _TemporalStep, sync_free: bool, layer: LayerRun
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Block ``li`` of the base task between keyframes: tokens whose input moved beyond the threshold since
+        they were last computed are recomputed (``_select``), the others take ``x + (out - inp)``. Returns the
+        block output and the per-token activation norms (cached ones for tokens not recomputed)."""
+        ref = step.cache.base[li]
+        score = delta_score(x_b, ref.inp[0]).unsqueeze(0)
+        base = self.base.task
+        sel = self._select(li, score, [base], {base: step.settings.threshold}, step.budget, sync_free)
+        if sel.full:  # every token: the dense block, exactly as per-frame inference
+            y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=True)
+            step.cache.base[li] = LayerCache(x_b[None], y_b[None], qkv_b, ref.names, norms)
+        else:
+            params = self._cached(("base", li), partial(block_ops.base_params, blk))
+            rows = block_ops.rows_block(blk, params, ref.out - ref.inp, ref.qkv, x_b[None], sel)
+            self._update_refs(ref, rows.kv, sel, rows.rows_in, rows.rows_out)
+            if rows.fc1_norm is not None:
+                fc1 = scatter_rows(ref.norms[1].unsqueeze(-1), sel, rows.fc1_norm.unsqueeze(-1)).squeeze(-1)
+                ref.norms = (rows.kv.float().norm(dim=-1), fc1)
+            y_b, norms = rows.out[0], ref.norms
+        layer.base_rows, layer.base_recomputed = x_b.shape[0] * sel.k, sel.valid.sum().reshape(1)
+        layer.base_above = (score > step.settings.threshold).sum().reshape(1)
+        return y_b, norms
+
+    def _temporal_sub_layer(
+        self, li: int, blk: nn.Module, params: dict, names: list[str], xs: torch.Tensor, x_b: torch.Tensor,
+        y_b: torch.Tensor, share_score: torch.Tensor, thr: dict[str, float], budget: int, step: _TemporalStep,
+        sync_free: bool, layer: LayerRun,
+    ) -> torch.Tensor:
+        """Block ``li`` of the stacked sub-tasks between keyframes. A token whose input has not moved beyond the
+        temporal threshold since its reference keeps its cached update; a token that moved is computed as
+        per-frame task sharing computes it: its own delta where it differs from the base task beyond the sharing
+        threshold (``share_score``), else the base task's current update and keys and values. (Recomputing every
+        moved token with its delta instead measured worse: the shipped sub-tasks' heads were trained on features
+        that follow the base task's wherever task sharing reuses them.)"""
+        ref = step.cache.sub[li]
+        if ref is None or ref.names != tuple(names):
+            raise RuntimeError(f"temporal cache of block {li} holds {ref and ref.names}, not {names}: reset the cache")
+        t_n, b, n, c = xs.shape
+        t_thr = {t: step.settings.threshold for t in names}
+        moved_score = delta_score(xs, ref.inp)
+        moved = selection_mask(self._select(li, moved_score, names, t_thr, step.budget, sync_free), n)
+        moved = moved.reshape(t_n, b, n)
+        sel = self._select(li, share_score, names, thr, budget, sync_free, eligible=moved)
+        m = moved.unsqueeze(-1)
+        upd = torch.where(m, (y_b - x_b).unsqueeze(0), ref.out - ref.inp)
+        base_kv = step.cache.base[li].qkv.repeat(t_n, 1, 1)
+        kv = torch.where(m.reshape(t_n * b, n, 1), base_kv, ref.qkv)
+        rows = block_ops.rows_block(blk, params, upd, kv, xs, sel)
+        ref.inp, ref.out, ref.qkv = torch.where(m, xs, ref.inp), torch.where(m, rows.out, ref.out), rows.kv
+        layer.rows, layer.recomputed = b * sel.k, sel.valid.reshape(t_n, -1).sum(1)
+        layer.refreshed = moved.reshape(t_n, -1).sum(1)
+        layer.above = (moved_score > step.settings.threshold).reshape(t_n, -1).sum(1)
+        return rows.out
+
+    @staticmethod
+    def _update_refs(ref: LayerCache, kv: torch.Tensor, sel: Selection, xr, yr) -> None:
+        """Recomputed tokens take their new input and output as references; the others keep theirs."""
+        ref.qkv = kv
+        if xr is None:
+            return
+        s, b, n, c = ref.inp.shape
+        ref.inp = scatter_rows(ref.inp.reshape(s * b, n, c), sel, xr.reshape(s * b, sel.k, c)).reshape(s, b, n, c)
+        ref.out = scatter_rows(ref.out.reshape(s * b, n, c), sel, yr).reshape(s, b, n, c)

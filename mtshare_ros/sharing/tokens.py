@@ -48,20 +48,28 @@ def token_budget(n_tokens: int, max_token_fraction: float) -> int:
     return min(n_tokens, int(math.ceil(max_token_fraction * n_tokens)))
 
 
-def rows_needed(score: torch.Tensor, threshold: float, budget: int, sync_free: bool) -> int:
-    """Rows per frame that ``select_tokens`` computes for these scores: the budget at threshold 0 or when
-    ``sync_free``, else the largest number of tokens above the threshold in any frame (capped by the budget;
-    reads one count back to the host, free on CPU)."""
-    if threshold <= 0 or sync_free:
+def _above(score: torch.Tensor, threshold: float, eligible: torch.Tensor | None) -> torch.Tensor:
+    above = torch.ones_like(score, dtype=torch.bool) if threshold <= 0 else score > threshold
+    return above if eligible is None else above & eligible
+
+
+def rows_needed(
+    score: torch.Tensor, threshold: float, budget: int, sync_free: bool, eligible: torch.Tensor | None = None
+) -> int:
+    """Rows per frame that ``select_tokens`` computes for these scores: the budget at threshold 0 (with every
+    token eligible) or when ``sync_free``, else the largest number of eligible tokens above the threshold in any
+    frame (capped by the budget; reads one count back to the host, free on CPU)."""
+    if sync_free or (threshold <= 0 and eligible is None):
         return budget
-    return min(budget, int((score > threshold).sum(dim=1).max()))
+    return min(budget, int(_above(score, threshold, eligible).sum(dim=1).max()))
 
 
 def select_tokens(
-    score: torch.Tensor, threshold: float, budget: int, sync_free: bool, k: int | None = None
+    score: torch.Tensor, threshold: float, budget: int, sync_free: bool, k: int | None = None,
+    eligible: torch.Tensor | None = None,
 ) -> Selection:
-    """Tokens to recompute: ``score > threshold`` (every token when ``threshold <= 0``), at most ``budget``
-    per frame, the largest scores first.
+    """Tokens to recompute: ``score > threshold`` (every token when ``threshold <= 0``), only among ``eligible``
+    ones when given (B, N), at most ``budget`` per frame, the largest scores first.
 
     The products are sized to ``k`` rows per frame, ``rows_needed`` by default. ``sync_free=False`` sizes
     them to the largest number of selected tokens in the batch. ``sync_free=True`` always computes
@@ -71,20 +79,23 @@ def select_tokens(
     """
     b, n = score.shape
     if k is None:
-        k = rows_needed(score, threshold, budget, sync_free)
+        k = rows_needed(score, threshold, budget, sync_free, eligible)
     elif k > budget:
         raise ValueError(f"k={k} rows exceed the token budget {budget}")
-    above = torch.ones_like(score, dtype=torch.bool) if threshold <= 0 else score > threshold
+    above = _above(score, threshold, eligible)
+    if eligible is not None:  # the top-k must not take an ineligible token over an eligible one
+        score = torch.where(eligible, score, score.new_tensor(float("-inf")))
     if k == 0:
         empty = torch.zeros(b, 0, dtype=torch.long, device=score.device)
         return Selection(empty, empty.bool(), 0, all_valid=True)
+    every = threshold <= 0 and eligible is None
     if k == n:
         index = torch.arange(n, device=score.device).expand(b, n)
-        return Selection(index, above, k, full=threshold <= 0, all_valid=threshold <= 0)
+        return Selection(index, above, k, full=every, all_valid=every)
     top = score.topk(k, dim=1)
     valid = above.gather(1, top.indices)
     # where the host waits for the device anyway (``rows_needed``), knowing there is no padding is one more read
-    all_valid = threshold <= 0 or (not sync_free and bool(valid.all()))
+    all_valid = every or (not sync_free and bool(valid.all()))
     return Selection(top.indices, valid, k, all_valid=all_valid)
 
 
@@ -122,3 +133,11 @@ def scatter_rows(x: torch.Tensor, sel: Selection, rows: torch.Tensor, inplace: b
     index = sel.index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
     return x.scatter_(1, index, rows) if inplace else x.scatter(1, index, rows)
 
+
+
+def selection_mask(sel: Selection, n: int) -> torch.Tensor:
+    """The selection's valid tokens as a (frames, N) bool mask."""
+    mask = torch.zeros(sel.index.shape[0], n, dtype=torch.bool, device=sel.index.device)
+    if sel.k == 0:
+        return mask
+    return mask.scatter(1, sel.index, sel.valid)

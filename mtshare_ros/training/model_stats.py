@@ -1,4 +1,4 @@
-"""Parameter and multiply-add counts of a model, measured by running it (not from a formula)."""
+"""Parameter and multiply-add counts of a model, and its forward time."""
 
 from __future__ import annotations
 
@@ -7,25 +7,19 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from mtshare_ros.models.vit import DenseViT
+from mtshare_ros.sharing.cost import dense_model_macs
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
-def count_gmacs(model: nn.Module, size: tuple[int, int]) -> float:
-    """Multiply-adds (x1e9) of one forward pass on a (1, 3, H, W) input, from the executed operators."""
-    param = next(model.parameters())
-    x = torch.zeros(1, 3, *size, device=param.device, dtype=param.dtype)
-    counter = FlopCounterMode(display=False)
-    was_training = model.training
-    model.eval()
-    with counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() / 2 / 1e9
+def count_gmacs(model: DenseViT, size: tuple[int, int]) -> float:
+    """Multiply-adds (x1e9) of one forward pass on a (1, 3, H, W) input, by the engine's counting rules
+    (``sharing/cost.py``: the same on every torch version, and comparable with the shared engine's counts)."""
+    return dense_model_macs(model, size) / 1e9
 
 
 @torch.inference_mode()

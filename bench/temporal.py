@@ -1,0 +1,181 @@
+"""Temporal-sharing benchmark: per-frame inference against temporal sharing, with and without task sharing, on
+rendered camera motions of four kinds at 15 and 30 fps, side by side in one run.
+
+    .venv/bin/python bench/temporal.py --threads 2          # the committed results (~25 min on 2 cores)
+    .venv/bin/python bench/temporal.py --quick              # smoke run (short sequences)
+
+Writes bench/results/temporal.{json,md}. Rooms are the held-out test split's (seed 3): no model trained on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mtshare_ros.data.motion import KINDS
+from mtshare_ros.data.synthetic import ROOM_SEED_STRIDE
+from mtshare_ros.sharing.loader import describe_checkpoint, load_models
+from mtshare_ros.sharing.temporal import TemporalSettings
+
+# bench/ is not a package: run as ``python bench/temporal.py`` its siblings import through sys.path[0]
+from environment import environment_line, environment_record
+from temporal_measure import DRIFT_WINDOWS, HEADLINE, TASKS, measure_sequence, summarize_tally, variants
+
+ROOT = Path(__file__).resolve().parent.parent
+GOALS = {"macs_ratio": 0.35, "time_ratio": 0.5, "metric_rel": 0.01}
+GOAL_SEQUENCES = ("slow_pan@30", "walking@30")
+LOWER_IS_BETTER = {"segmentation": False, "depth": True, "normals": True}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--frames", type=int, default=300, help="frames per sequence (drift after 300 needs 300)")
+    ap.add_argument("--fps", type=float, nargs="+", default=[15.0, 30.0])
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
+    ap.add_argument("--threshold", type=float, default=TemporalSettings.threshold, help="temporal.threshold")
+    ap.add_argument("--max-token-fraction", type=float, default=TemporalSettings.max_token_fraction)
+    ap.add_argument("--keyframe-interval", type=int, default=TemporalSettings.keyframe_interval)
+    ap.add_argument("--sweep", nargs="*", default=["0.05:0.3:30", "0.1:0.3:30", "0.3:0.2:30", "0.2:0.3:10"],
+                    metavar="T:C:K", help="more task + temporal settings (threshold:token cap:keyframe interval)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--quick", action="store_true", help="40 frames per sequence, 30 fps only")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "temporal"), help="output path stem")
+    return ap.parse_args(argv)
+
+
+def goals(seqs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal of the issue, per sequence it applies to, with the measured value and whether it is met."""
+    rows = []
+    for key in GOAL_SEQUENCES:
+        if key not in seqs:
+            continue
+        v = seqs[key]["variants"]
+        base = v["base task alone, per frame"]
+        for name in ("temporal only", "task + temporal"):
+            got, ref = v[name], v[seqs[key]["reference"][name]]
+            macs = got["gmacs_per_frame"] / ref["gmacs_per_frame"]
+            ms = got["ms_median"] / ref["ms_median"]
+            rows.append({"sequence": key, "variant": name, "goal": f"MACs <= {GOALS['macs_ratio']}x per frame",
+                         "value": round(macs, 3), "met": macs <= GOALS["macs_ratio"]})
+            rows.append({"sequence": key, "variant": name, "goal": f"time <= {GOALS['time_ratio']}x per frame",
+                         "value": round(ms, 3), "met": ms <= GOALS["time_ratio"]})
+            for t in TASKS:
+                a, b = got["headline"][t], ref["headline"][t]
+                worse = (a - b) / abs(b) if LOWER_IS_BETTER[t] else (b - a) / abs(b)
+                rows.append({"sequence": key, "variant": name, "goal": f"{t} {HEADLINE[t]} within 1% of per frame",
+                             "value": round(worse, 4), "met": worse <= GOALS["metric_rel"]})
+            d = got["drift"]
+            if "30" in d and "300" in d:
+                no_worse = all(d["300"][t] <= d["30"][t] for t in TASKS)
+                rows.append({"sequence": key, "variant": name, "goal": "drift after 300 frames <= after 30",
+                             "value": {t: [round(d["30"][t], 4), round(d["300"][t], 4)] for t in TASKS},
+                             "met": no_worse})
+        three = v["task + temporal"]["gmacs_per_frame"]
+        rows.append({"sequence": key, "variant": "task + temporal", "goal": "3 tasks cost < base task alone per frame",
+                     "value": round(three / base["gmacs_per_frame"], 3), "met": three < base["gmacs_per_frame"]})
+    return rows
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# Temporal sharing benchmark",
+        "",
+        f"- model: {r['model']}",
+        f"- environment: {environment_line(r['environment'])}",
+        f"- temporal settings: {r['temporal']}; task sharing (node default) {r['sharing']}",
+        f"- sequences: {r['frames']} frames each at {r['size'][1]}x{r['size'][0]}, rooms of the held-out test split;"
+        f" wall time is the median of the model call per frame (CPU, {r['environment']['torch_threads']} threads)",
+        f"- drift: deviation from the variant's per-frame reference (segmentation: labels that differ; depth: mean "
+        f"relative difference; normals: mean angle), averaged over frames {DRIFT_WINDOWS}",
+        "",
+        "## Goals",
+        "",
+        "| sequence | variant | goal | measured | met |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {g['sequence']} | {g['variant']} | {g['goal']} | {g['value']} | {'yes' if g['met'] else 'NO'} |"
+              for g in r["goals"]]
+    for key, seq in r["sequences"].items():
+        lines += ["", f"## {key} (room seed {seq['seed']})", "",
+                  "| variant | GMACs/frame | vs its per-frame | ms/frame | vs its per-frame | keyframes | recomputed "
+                  "seg / depth / normals | mIoU | depth abs-rel | normals deg | drift @30 | drift @300 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, v in seq["variants"].items():
+            ref = seq["variants"].get(seq["reference"].get(name, ""), v)
+            rec = " / ".join(f"{v['recomputed_fraction'].get(t, float('nan')):.2f}" for t in TASKS)
+            head = [f"{v['headline'][t]:.4f}" if t in v["headline"] else "-" for t in TASKS]
+            drift = [", ".join(f"{v['drift'][w][t]:.3f}" for t in v["drift"][w]) if w in v["drift"] else "-"
+                     for w in ("30", "300")]
+            lines.append(
+                f"| {name} | {v['gmacs_per_frame']:.3f} | {v['gmacs_per_frame'] / ref['gmacs_per_frame']:.2f}x | "
+                f"{v['ms_median']:.1f} | {v['ms_median'] / ref['ms_median']:.2f}x | {v['keyframe_rate']:.2f} | {rec} | "
+                f"{' | '.join(head)} | {drift[0]} | {drift[1]} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.frames, args.fps = 40, [30.0]
+    loaded = load_models(args.checkpoint)
+    if loaded.shared is None:
+        raise SystemExit(f"{args.checkpoint}: the shared engine needs a base task and sub-tasks")
+    shared = loaded.shared.eval()
+    temporal = TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval)
+    sweep = [TemporalSettings(True, float(t), float(c), int(k)) for t, c, k in (v.split(":") for v in args.sweep)]
+    vs = variants(temporal, sweep)
+    seqs: dict[str, Any] = {}
+    total = len(args.kinds) * len(args.fps) * args.frames
+    t0 = time.monotonic()
+    with tqdm(total=total, desc="frames", unit="frame", file=sys.stderr) as bar:
+        for i, kind in enumerate(args.kinds):
+            for fps in args.fps:
+                seed = 3 * ROOM_SEED_STRIDE + i  # room i of the held-out test split
+                tallies = measure_sequence(shared, vs, seed, kind, fps, args.frames, tuple(args.size), bar)
+                seqs[f"{kind}@{fps:g}"] = {
+                    "kind": kind, "fps": fps, "seed": seed,
+                    "reference": {v.name: v.reference for v in vs if v.reference},
+                    "variants": {name: summarize_tally(t, args.frames) for name, t in tallies.items()},
+                }
+    result = {
+        "benchmark": "temporal",
+        "command": " ".join(["python bench/temporal.py", *(argv if argv is not None else sys.argv[1:])]),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.monotonic() - t0, 1),
+        "environment": environment_record(),
+        "model": describe_checkpoint(args.checkpoint) if args.checkpoint == "default" else args.checkpoint,
+        "sharing_source": loaded.sharing_source,
+        "temporal": dataclasses.asdict(temporal),
+        "sweep": [dataclasses.asdict(t) for t in sweep],
+        "sharing": [v.sharing for v in vs if v.sharing][0],
+        "frames": args.frames,
+        "size": list(args.size),
+        "sequences": seqs,
+    }
+    result["goals"] = goals(seqs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The node under bad input and faults, each against a real node process and each followed by a good frame that
+must still come back right: settings changed while frames stream, bad camera_info, values that make no sense,
+frames of extreme shape, and stopping while streaming."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from std_msgs.msg import Header
+from test_node_e2e import Rig, scene
+
+from mtshare_ros.ros.conversions import image_to_array
+from mtshare_ros.ros.harness import camera_info_for, spin_until, stop_process
+
+
+@pytest.fixture(scope="module")
+def rig(ros_session, tmp_path_factory):
+    r = Rig("/mtshare_faults", tmp_path_factory.mktemp("node"))
+    try:
+        r.wait_ready()
+        yield r
+    finally:
+        r.close()
+
+
+def test_changing_tasks_while_frames_stream_fails_no_frame(rig):
+    """Task sets switched every ~30 ms while a 30 Hz camera streams: every frame runs with one whole setting."""
+    timer = rig.node.create_timer(1 / 30, lambda: rig.cam.publish(scene(11), frame_id="race"))
+    sets = (["segmentation"], ["segmentation", "depth", "normals"], ["depth"], ["normals", "segmentation"])
+    end = time.monotonic() + 6.0
+    i = 0
+    while time.monotonic() < end:
+        ok, reason = rig.set_param("tasks", sets[i % len(sets)])
+        assert ok, reason
+        i += 1
+        rig.spin(0.03)
+    rig.node.destroy_timer(timer)
+    ok, _ = rig.set_param("tasks", ["segmentation", "depth", "normals"])
+    rig.send_until(lambda h: rig.cam.publish(scene(12), frame_id=h.frame_id), "after_race", outputs=("depth",))
+    d = rig.rec.latest_diagnostics()
+    assert int(d["frames_processed"]) >= 20 and d["frames_failed"] == "0", d
+    assert "frame failed" not in rig.log.read_text()
+
+
+def _publish_with_info(rig: Rig, rgb: np.ndarray, frame_id: str, info) -> None:
+    header = Header(frame_id=frame_id, stamp=rig.node.get_clock().now().to_msg())
+    info.header = header
+    rig.cam.info_pub.publish(info)
+    rig.spin(0.05)
+    from mtshare_ros.ros.conversions import array_to_image
+
+    rig.cam.image_pub.publish(array_to_image(rgb, header))
+
+
+def test_bad_camera_info_is_refused_and_another_size_is_rescaled(rig):
+    h, w = 480, 640
+    for field, value, frame_id in (("fx", 0.0, "fx0"), ("cx", float("nan"), "cxnan"), ("fx", -3.0, "fxneg")):
+        info = camera_info_for(h, w, 525.0, Header())
+        k = list(info.k)
+        k[{"fx": 0, "cx": 2}[field]] = value
+        info.k = k
+        rig.send_until(lambda hd, info=info, fid=frame_id: _publish_with_info(rig, scene(13), fid, info), frame_id)
+        rig.spin(0.5)
+        assert not rig.frames_with("points", frame_id) and not rig.frames_with("scaled_camera_info", frame_id)
+    log = rig.log.read_text()
+    assert "K[0] (fx) is 0, not a positive focal length" in log and "K[2] (cx) is nan" in log
+    assert log.count("K[0] (fx)") == 1, "warned once per cause"
+    # camera_info of 1280x720 for 640x480 frames: the outputs' intrinsics come from its own size
+    info = camera_info_for(720, 1280, 1050.0, Header())
+    rig.send_until(lambda hd: _publish_with_info(rig, scene(14), "other_size", info), "other_size",
+                   outputs=("scaled_camera_info", "segmentation"))
+    scaled = rig.frames_with("scaled_camera_info", "other_size")[-1].msg
+    assert np.allclose([scaled.k[0], scaled.k[2], scaled.k[5]], [262.5, 159.5, 119.5])
+    assert "camera_info describes 1280x720 images but frames" in rig.log.read_text()
+    # and a good camera_info again gives points
+    good = camera_info_for(h, w, 525.0, Header())
+    rig.send_until(lambda hd: _publish_with_info(rig, scene(15), "good_again", good), "good_again",
+                   outputs=("scaled_camera_info",))
+
+
+def test_values_that_mean_nothing_are_refused_with_a_reason(rig):
+    for name, value, words in (
+        ("sharing.threshold", 1.5, "sharing.threshold"),
+        ("sharing.depth_threshold", -0.5, "-1"),
+        ("tasks", ["depth", "depth"], "twice"),
+        ("sharing.treshold", 0.1, "did you mean 'sharing.threshold'"),
+    ):
+        ok, reason = rig.set_param(name, value)
+        assert not ok and words in reason, (name, reason)
+    ok, reason = rig.set_param("sharing.depth_threshold", -1.0)
+    assert ok, reason
+    rig.send_until(lambda h: rig.cam.publish(scene(16), frame_id=h.frame_id), "after_refusals")
+
+
+def test_a_very_wide_strip_is_capped(rig):
+    strip = np.ascontiguousarray(np.tile(scene(17)[:30], (1, 2, 1))[:, :1000])  # 1000x30
+    rig.send_until(lambda h: rig.cam.publish(strip, frame_id=h.frame_id), "strip", outputs=("depth",))
+    depth = image_to_array(rig.frames_with("depth", "strip")[0].msg)
+    assert depth.shape[1] <= 640 and depth.shape[0] >= 16
+    rig.send_until(lambda h: rig.cam.publish(scene(18), frame_id=h.frame_id), "after_strip", outputs=("depth",))
+    assert image_to_array(rig.frames_with("depth", "after_strip")[0].msg).shape == (240, 320)
+
+
+def _shm_files() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir() if "fastdds" in p.name or "fastrtps" in p.name}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_while_streaming_is_clean(ros_session, tmp_path, sig):
+    before = _shm_files()  # this process's own segments; the node's come and must go
+    r = Rig(f"/mtshare_stop_{int(sig)}", tmp_path)
+    try:
+        r.wait_ready()
+        assert _shm_files() - before, "the node process made no shared-memory segment: nothing to check"
+        timer = r.node.create_timer(1 / 30, lambda: r.cam.publish(scene(19), frame_id="stream"))
+        assert spin_until(r.ex, lambda: len(r.frames_with("segmentation", "stream")) >= 3, 60)
+        r.proc.send_signal(sig)
+        r.spin(0.2)
+        code = r.proc.wait(30)
+        r.node.destroy_timer(timer)
+    finally:
+        stop_process(r.proc)
+        r.node.destroy_node()
+    log = r.log.read_text()
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log and "RCLError" not in log, log[-3000:]
+    time.sleep(0.5)
+    left = _shm_files() - before
+    assert not left, f"shared-memory segments left behind: {sorted(left)}"
+
+
+def test_outputs_at_the_camera_resolution(rig):
+    """``output_size: input``: the outputs overlay the 640x480 image and its own camera_info."""
+    ok, reason = rig.set_param("output_size", "input")
+    assert ok, reason
+    try:
+        rig.send_until(lambda h: rig.cam.publish(scene(20), frame_id=h.frame_id), "full_res",
+                       outputs=("depth", "segmentation", "normals", "scaled_camera_info"))
+        for name in ("depth", "segmentation", "normals"):
+            assert image_to_array(rig.frames_with(name, "full_res")[0].msg).shape[:2] == (480, 640), name
+        info = rig.frames_with("scaled_camera_info", "full_res")[0].msg
+        assert (info.height, info.width) == (480, 640) and np.isclose(info.k[0], 525.0)
+    finally:
+        ok, reason = rig.set_param("output_size", "inference")
+        assert ok, reason
+
+
+def test_a_4096x3072_frame_reaches_the_node(rig):
+    """The shipped Fast DDS profile carries a 36 MiB rgb8 frame between processes (the default one does not)."""
+    big = np.ascontiguousarray(np.repeat(np.repeat(scene(21), 8, axis=0), 8, axis=1)[:3072, :4096])
+    rig.send_until(lambda h: rig.cam.publish(big, frame_id=h.frame_id), "big", outputs=("depth",), timeout=90)
+    depth = image_to_array(rig.frames_with("depth", "big")[0].msg)
+    assert depth.shape == (240, 320)

@@ -1,0 +1,158 @@
+"""Temporal sharing in the engine on real small models: exact at threshold 0, near-free on static input,
+keyframes where the stream needs them, bounded cache memory."""
+
+import pytest
+import torch
+from test_sharing_engine import CFG, _models
+
+from mtshare_ros.sharing import SharedMultiTaskModel
+from mtshare_ros.sharing.temporal import TemporalCache, TemporalSettings
+
+
+@pytest.fixture(scope="module")
+def shared():
+    base, subs = _models(noise=0.1)
+    return SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+
+
+def _video(n: int, step: float = 0.03, seed: int = 0) -> list[torch.Tensor]:
+    """A random image drifting a little per frame (a slowly changing scene)."""
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randn(1, 3, *CFG.img_size, generator=g)]
+    for _ in range(n - 1):
+        frames.append(frames[-1] + step * torch.randn(1, 3, *CFG.img_size, generator=g))
+    return frames
+
+
+def _settings(**kw) -> TemporalSettings:
+    return TemporalSettings(**{"enabled": True, "keyframe_interval": 1000, **kw})
+
+
+@pytest.mark.parametrize("sharing", [0.0, 0.05])
+def test_threshold_zero_gives_per_frame_outputs(shared, sharing):
+    """Every token moved every frame: the base task is per-frame inference exactly, and each sub-task is computed
+    as per-frame task sharing computes it (its delta where it differs from the base, else the base's update)."""
+    cache, ts = TemporalCache(), _settings(threshold=0.0, max_token_fraction=1.0)
+    with torch.no_grad():
+        for i, x in enumerate(_video(6, step=0.3)):
+            out, stats = shared(x, sharing, 0.5, temporal=ts, cache=cache)
+            want, _ = shared(x, sharing, 0.5)
+            assert stats.keyframe == (i == 0) and stats.temporal == (i > 0)
+            assert torch.equal(out["segmentation"], want["segmentation"])
+            for task in ("depth", "normals"):
+                assert torch.allclose(out[task], want[task], atol=1e-5), (i, task)
+
+
+def test_static_input_recomputes_nothing_after_the_keyframe(shared):
+    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5)
+    x = _video(1)[0]
+    with torch.no_grad():
+        want, dense = shared(x, 0.05, 0.5)
+        _, first = shared(x, 0.05, 0.5, temporal=ts, cache=cache)
+        for _ in range(4):
+            out, stats = shared(x, 0.05, 0.5, temporal=ts, cache=cache)
+    assert first.keyframe and first.macs_total == dense.macs_total
+    assert not stats.keyframe and stats.recomputed_fraction == {"segmentation": 0.0, "depth": 0.0, "normals": 0.0}
+    for task in want:  # nothing changed: the references reproduce the keyframe exactly
+        assert torch.allclose(out[task], want[task], atol=1e-5), task
+    # no row of any block ran; what is left is the embedding, the sub-tasks' token scores and the heads
+    assert all(row[t].rows == 0 for row in stats.layers for t in row)
+    assert all(row["segmentation"].macs == 0 for row in stats.layers)
+    assert stats.macs_total < dense.macs_total - sum(row["segmentation"].macs for row in dense.layers)
+
+
+def test_error_is_bounded_and_shrinks_with_the_threshold(shared):
+    video = _video(12, step=0.05)
+    errors, costs = [], []
+    with torch.no_grad():
+        refs = [shared(x, 0.0, 1.0)[0] for x in video]
+        for thr in (0.0, 0.02, 0.1, 0.5):
+            cache, ts = TemporalCache(), _settings(threshold=thr, max_token_fraction=1.0)
+            err, macs = 0.0, 0
+            for x, ref in zip(video, refs, strict=True):
+                out, stats = shared(x, 0.0, 1.0, temporal=ts, cache=cache)
+                err = max(err, float((out["depth"] - ref["depth"]).abs().max()))
+                macs += stats.macs_total
+            errors.append(err)
+            costs.append(macs)
+    assert errors[0] < 1e-4
+    assert errors == sorted(errors) and costs == sorted(costs, reverse=True), (errors, costs)
+    assert costs[-1] < 0.7 * costs[0]
+
+
+def test_keyframes_come_at_the_interval_on_a_scene_cut_and_after_reset(shared):
+    cache, ts = TemporalCache(), _settings(threshold=0.1, max_token_fraction=0.3, keyframe_interval=4)
+    video = _video(10, step=0.01)
+    flags = []
+    with torch.no_grad():
+        for x in video:
+            flags.append(shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe)
+        assert flags == [True, False, False, False, True, False, False, False, True, False]
+        cut = torch.randn(1, 3, *CFG.img_size, generator=torch.Generator().manual_seed(9))  # another scene
+        _, stats = shared(cut, 0.05, 0.3, temporal=ts, cache=cache)
+        assert stats.keyframe and stats.recomputed_fraction["segmentation"] == 1.0
+        assert not shared(cut, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
+        cache.reset()
+        assert cache.nbytes() == 0
+        assert shared(cut, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
+        # another resolution or task set is another stream
+        assert shared(cut, 0.05, 0.3, tasks=["depth"], temporal=ts, cache=cache)[1].keyframe
+        small = cut[..., :32, :48]
+        assert shared(small, 0.05, 0.3, tasks=["depth"], temporal=ts, cache=cache)[1].keyframe
+
+
+def test_tokens_left_out_by_the_cap_bring_the_next_keyframe_early(shared):
+    """A cap far below what changes defers tokens past the threshold; their error is not bounded, so they add
+    up to a keyframe long before the interval."""
+    cache, ts = TemporalCache(), _settings(threshold=0.01, max_token_fraction=0.1, max_deferred=0.5,
+                                           scene_cut_fraction=1.0)
+    flags = []
+    with torch.no_grad():
+        for x in _video(12, step=0.2):
+            flags.append(shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe)
+    assert flags[0] and sum(flags[1:]) >= 2, flags
+
+
+def test_cache_memory_is_constant_over_a_long_stream(shared):
+    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.3, keyframe_interval=50)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 3, *CFG.img_size, generator=g)
+    sizes = set()
+    with torch.no_grad():
+        for i in range(1000):
+            x = x + 0.02 * torch.randn(x.shape, generator=g)
+            shared(x, 0.05, 0.3, temporal=ts, cache=cache)
+            if i >= 1:
+                sizes.add(cache.nbytes())
+    n, c, depth = 15, CFG.embed_dim, CFG.depth
+    streams = 3  # the base task and two stacked sub-tasks
+    # inp, out, qkv per block and stream, and the base task's two activation norms per token, float32
+    assert sizes == {depth * (streams * n * (c + c + 3 * c) + 2 * n) * 4}
+    assert cache.frames == 1000 and cache.keyframes == 20
+
+
+def test_the_temporal_step_makes_neighbouring_activations_closer():
+    """The method's temporal fine-tuning step: the penalty on block-input changes between neighbouring frames
+    falls while it trains (a small model, pairs of drifting images with labels)."""
+    from mtshare_ros.models.vit import DenseViT
+    from mtshare_ros.training.temporal_step import block_inputs, temporal_penalty, train_temporal
+
+    torch.manual_seed(0)
+    model = DenseViT(CFG, "segmentation")
+    g = torch.Generator().manual_seed(1)
+    pairs = []
+    for _ in range(6):
+        a = torch.rand(1, 3, *CFG.img_size, generator=g)
+        image = torch.cat([a, (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)])
+        seg = torch.randint(0, CFG.num_classes, (1, *CFG.img_size), generator=g).repeat(2, 1, 1)
+        pairs.append({"image": image, "segmentation": seg})
+
+    def penalty() -> float:
+        with torch.no_grad():
+            x = torch.cat([p["image"] for p in pairs])
+            inputs, _ = block_inputs(model, (x - 0.45) / 0.25)
+            return float(temporal_penalty([t[0::2] for t in inputs], [t[1::2] for t in inputs]))
+
+    before = penalty()
+    history = train_temporal(model, pairs, steps=40, batch_size=2, lr=1e-3, penalty_weight=10.0, distill_weight=0.0)
+    assert penalty() < 0.7 * before and history[-1]["penalty"] < history[0]["penalty"]
