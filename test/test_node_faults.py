@@ -105,17 +105,25 @@ def test_a_very_wide_strip_is_capped(rig):
     assert image_to_array(rig.frames_with("depth", "after_strip")[0].msg).shape == (240, 320)
 
 
-def _shm_files() -> set[str]:
-    return {p.name for p in Path("/dev/shm").iterdir() if "fastdds" in p.name or "fastrtps" in p.name}
+def _own_segments(pid: int) -> set[str]:
+    """The Fast DDS shared-memory segments a process has mapped (its participant's own, not the port files
+    that other processes on the machine share)."""
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split()[-1] if "/dev/shm/" in line else ""
+        name = Path(path).name
+        if name.startswith("fastdds_") and "port" not in name:
+            names.add(name)
+    return names
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_while_streaming_is_clean(ros_session, tmp_path, sig):
-    before = _shm_files()  # this process's own segments; the node's come and must go
     r = Rig(f"/mtshare_stop_{int(sig)}", tmp_path)
     try:
         r.wait_ready()
-        assert _shm_files() - before, "the node process made no shared-memory segment: nothing to check"
+        own = _own_segments(r.proc.pid)
+        assert own, "the node process mapped no shared-memory segment: nothing to check"
         timer = r.node.create_timer(1 / 30, lambda: r.cam.publish(scene(19), frame_id="stream"))
         assert spin_until(r.ex, lambda: len(r.frames_with("segmentation", "stream")) >= 3, 60)
         r.proc.send_signal(sig)
@@ -129,7 +137,7 @@ def test_stopping_while_streaming_is_clean(ros_session, tmp_path, sig):
     assert code == 0, log[-3000:]
     assert "Traceback" not in log and "RCLError" not in log, log[-3000:]
     time.sleep(0.5)
-    left = _shm_files() - before
+    left = {name for name in own if (Path("/dev/shm") / name).exists()}
     assert not left, f"shared-memory segments left behind: {sorted(left)}"
 
 
