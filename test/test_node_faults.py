@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy
 from std_msgs.msg import Header
 from test_node_e2e import Rig, scene
 
@@ -105,24 +106,25 @@ def test_a_very_wide_strip_is_capped(rig):
     assert image_to_array(rig.frames_with("depth", "after_strip")[0].msg).shape == (240, 320)
 
 
-def _own_segments(pid: int) -> set[str]:
-    """The Fast DDS shared-memory segments a process has mapped (its participant's own, not the port files
-    that other processes on the machine share)."""
+def _own_segments(pid: int, since: float) -> set[str]:
+    """The Fast DDS shared-memory segments a process created: mapped by it and made after ``since`` (it also maps
+    the segments of every other participant it reads from, and the port files all processes share)."""
     names = set()
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        path = line.split()[-1] if "/dev/shm/" in line else ""
-        name = Path(path).name
-        if name.startswith("fastdds_") and "port" not in name:
-            names.add(name)
+        path = Path(line.split()[-1]) if "/dev/shm/" in line else None
+        if path and path.name.startswith("fastdds_") and "port" not in path.name and path.stat().st_ctime >= since:
+            names.add(path.name)
     return names
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_while_streaming_is_clean(ros_session, tmp_path, sig):
+    rclpy.create_node("shm_probe").destroy_node()  # this process's DDS participant exists before ``since``
+    since = time.time() - 0.01  # every other participant on the machine is older than this test's node
     r = Rig(f"/mtshare_stop_{int(sig)}", tmp_path)
     try:
         r.wait_ready()
-        own = _own_segments(r.proc.pid)
+        own = _own_segments(r.proc.pid, since)
         assert own, "the node process mapped no shared-memory segment: nothing to check"
         timer = r.node.create_timer(1 / 30, lambda: r.cam.publish(scene(19), frame_id="stream"))
         assert spin_until(r.ex, lambda: len(r.frames_with("segmentation", "stream")) >= 3, 60)

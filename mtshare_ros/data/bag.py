@@ -122,7 +122,8 @@ def write_camera_bag(path: str | Path, frames: Iterable[Frame], storage: str = "
     return count
 
 
-_DECODE = {"rgb8": (np.uint8, 3), "mono8": (np.uint8, 1), "32FC1": (np.float32, 1), "32FC3": (np.float32, 3)}
+_DECODE = {"rgb8": (np.uint8, 3), "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+           "32FC3": (np.float32, 3)}
 
 
 def image_to_array(msg) -> np.ndarray:

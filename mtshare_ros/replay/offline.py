@@ -1,0 +1,114 @@
+"""Offline replay: every frame of the bag, in order, as fast as the machine allows, through what the node runs.
+
+Per frame the node's worker path without ROS transport: decode (``runtime/decode.py``), stream-break check
+(``runtime/stream.py``: a stamp going back, a gap, another frame_id or size resets temporal sharing, as in the
+node), ``Predictor.predict`` with the ``FrameSettings`` of the node's parameters, ``assemble_outputs`` with every
+output wanted, the node's messages (``ros/publish.py``) into the output bag. Latency is what the worker spends
+before publishing (decode + inference + outputs); frames that do not decode are rejected and counted, as the
+node does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+from mtshare_ros.replay import params as replay_params
+from mtshare_ros.replay.evaluation import summarize
+from mtshare_ros.replay.frames import read_frames
+from mtshare_ros.replay.outbag import OutputBag
+from mtshare_ros.replay.sink import Sink
+from mtshare_ros.replay.topics import BagError, Topics
+
+
+def _header(frame):
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    return Header(stamp=Time(sec=frame.stamp_ns // 10**9, nanosec=frame.stamp_ns % 10**9), frame_id=frame.frame_id)
+
+
+def _camera(info):
+    """The frame's camera model when its camera_info can project the outputs (as the node checks it)."""
+    from mtshare_ros.ros.conversions import camera_model
+    from mtshare_ros.runtime.camera import camera_problem
+
+    if info is None:
+        return None
+    camera = camera_model(info)
+    return None if camera_problem(camera) else camera
+
+
+class DenseCost:
+    """GMACs of the independent models at an inference size, counted once per size: what a frame costs when the
+    engine does not run (sharing and temporal off) and so reports no count of its own."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self._cache = predictor, {}
+
+    def __call__(self, tasks: tuple[str, ...], size: tuple[int, int]) -> float:
+        from mtshare_ros.training.model_stats import count_gmacs
+
+        key = (tasks, tuple(size))
+        if key not in self._cache:
+            self._cache[key] = sum(count_gmacs(self.predictor.models[t], size) for t in tasks)
+        return self._cache[key]
+
+
+def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any], sink: Sink, bag_out: OutputBag,
+                tolerance: float = 0.03, progress: bool = True, desc: str = "replay") -> dict:
+    """Replay every frame; returns the run's summary (``evaluation.summarize``) with the stream breaks seen."""
+    from mtshare_ros.ros.publish import OutputPublishers
+    from mtshare_ros.runtime.decode import FrameError
+    from mtshare_ros.runtime.outputs import OUTPUT_NAMES, assemble_outputs
+    from mtshare_ros.runtime.stream import StreamWatch
+
+    settings = replay_params.settings(values)
+    reason = predictor.check(settings)
+    if reason:
+        raise BagError(f"parameters: {reason}")
+    stream = StreamWatch(float(values["temporal.max_stamp_gap"]))
+    dense_cost = DenseCost(predictor)
+    num_classes = len(predictor.class_names)
+    breaks, first_error = [], ""
+    bar = tqdm(total=topics.count, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    for frame in read_frames(reader, path, topics, tolerance, on_message=bag_out.copy):
+        t0 = time.perf_counter()
+        try:
+            rgb = frame.rgb()
+        except FrameError as exc:
+            first_error = first_error or f"frame {frame.index}: {exc}"
+            sink.add(frame, None, {}, status="rejected", note=str(exc))
+            bar.update(1)
+            continue
+        why = stream.observe(frame.stamp_ns * 1e-9, frame.frame_id, rgb.shape[:2])
+        if why:
+            predictor.reset_stream()
+            breaks.append(f"frame {frame.index}: {why}")
+        pred = predictor.predict(rgb, settings)
+        full = rgb if getattr(settings, "output_size", "inference") == "input" else None
+        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), _camera(frame.info),
+                                   **({"rgb": full} if full is not None else {}))
+        latency = (time.perf_counter() - t0) * 1e3
+        bag_out.write_messages(OutputPublishers.to_messages(outputs, _header(frame)), frame.log_ns)
+        stats = dict(pred.stats)
+        if "gmacs_executed" not in stats:
+            stats["gmacs_executed"] = stats["gmacs_independent"] = dense_cost(settings.tasks, pred.size)
+        stats.update({f"{k}_ms": v for k, v in pred.timings_ms.items()})
+        sink.add(frame, rgb, outputs, "ok", latency, stats)
+        bar.update(1)
+        bar.set_postfix_str(f"{latency:.0f} ms/frame", refresh=False)
+    bar.close()
+    wall = time.perf_counter() - start
+    if not sink.records:
+        raise BagError(f"{path}: {topics.image} has no messages to replay")
+    if not any(r.status == "ok" for r in sink.records):
+        raise BagError(f"{path}: no frame of {topics.image} decodes ({first_error})")
+    summary = summarize(sink.records, wall)
+    summary["stream_breaks"] = breaks
+    if first_error:
+        summary["first_rejection"] = first_error
+    return summary

@@ -1,0 +1,156 @@
+"""What people look at: a montage of sample frames and a video of the whole sequence, one row per frame:
+input | segmentation | depth | normals, then an error map for each task the bag has ground truth for.
+
+Colours are the node's own (``runtime/colorize.py``: the palette, turbo depth with near = red, (n + 1) / 2
+normals), so the pictures match RViz. Depth uses one colour scale for the whole run (from the first frame's
+ground truth, else its prediction), so the video does not flicker. Error maps: segmentation red where wrong
+over the dimmed image; depth absolute relative error and normals angular error in inferno (black = no error),
+from 0 to ``DEPTH_ERR_MAX`` / ``NORMALS_ERR_MAX``; grey where there is no ground truth (or no prediction).
+The video is MPEG-4 (``mp4v``, what OpenCV's pip wheels can write; VLC, mpv, QuickTime and Foxglove's desktop
+app play it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mtshare_ros.replay.evaluation import TASKS, resize_nearest
+from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
+
+DEPTH_ERR_MAX = 0.5
+NORMALS_ERR_MAX = 60.0
+HEADER = 22
+NO_TRUTH = (96, 96, 96)
+ERROR_TITLES = {"segmentation": "segmentation error (red)", "depth": f"depth abs-rel error 0-{DEPTH_ERR_MAX:g}",
+                "normals": f"normals error 0-{NORMALS_ERR_MAX:g} deg"}
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], colour=(255, 255, 255), scale: float = 0.45) -> None:
+    cv2.putText(img, text, org, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def _heat(values: np.ndarray, vmax: float, valid: np.ndarray) -> np.ndarray:
+    index = np.clip(np.nan_to_num(values, nan=0.0) / vmax * 255.0, 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(index, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    rgb[~valid] = NO_TRUTH
+    return rgb
+
+
+def error_panel(task: str, pred: np.ndarray, gt: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """The error of ``pred`` against ``gt`` (already at the prediction's size) as an RGB picture."""
+    if task == "segmentation":
+        out = (rgb.astype(np.float32) * 0.35).astype(np.uint8)
+        out[(pred != gt) & (gt != 255)] = (255, 40, 40)
+        out[gt == 255] = NO_TRUTH
+        return out
+    if task == "depth":
+        valid = (gt > 0) & np.isfinite(pred)
+        rel = np.abs(np.nan_to_num(pred) - gt) / np.maximum(gt, 1e-6)
+        return _heat(rel, DEPTH_ERR_MAX, valid)
+    n = np.nan_to_num(pred) / np.maximum(np.linalg.norm(np.nan_to_num(pred), axis=2, keepdims=True), 1e-6)
+    valid = np.any(gt != 0, axis=2) & np.all(np.isfinite(pred), axis=2)
+    angle = np.degrees(np.arccos(np.clip((n * gt).sum(2), -1.0, 1.0)))
+    return _heat(angle, NORMALS_ERR_MAX, valid)
+
+
+class Pictures:
+    """Builds montage rows and the video frame by frame; ``close`` writes ``montage.png`` and the video."""
+
+    def __init__(self, out_dir: Path, total: int, fps: float, num_classes: int, gt_tasks: tuple[str, ...],
+                 samples: int = 4, video_name: str | None = "replay.mp4") -> None:
+        self.out_dir, self.fps, self.num_classes = Path(out_dir), fps, num_classes
+        self.gt_tasks = tuple(t for t in TASKS if t in gt_tasks)
+        self.columns = ["input", *TASKS, *(ERROR_TITLES[t] for t in self.gt_tasks)]
+        self.targets = sorted({int(round(x)) for x in np.linspace(0, max(total - 1, 0), max(1, min(samples, total)))})
+        self.best: dict[int, tuple[int, np.ndarray]] = {}  # target -> (index, row) of the nearest good frame
+        self.video_name = video_name
+        self.size: tuple[int, int] | None = None  # panel (h, w)
+        self.vmax: float | None = None
+        self._writer = None
+        self.video_frames = 0
+
+    def _panel_size(self, rgb: np.ndarray, outputs: dict) -> tuple[int, int]:
+        if self.size is None:
+            maps = [a for a in outputs.values() if a is not None]
+            h, w = maps[0].shape[:2] if maps else rgb.shape[:2]
+            if not maps and h > 240:  # no output to go by: the model's usual 240 rows
+                h, w = 240, int(round(w * 240 / h))
+            self.size = (h, w)
+        return self.size
+
+    def row(self, rgb: np.ndarray, outputs: dict[str, np.ndarray], gt: dict[str, np.ndarray], label: str,
+            status: str = "ok") -> np.ndarray:
+        """One frame's panels side by side, at the output size."""
+        h, w = self._panel_size(rgb, outputs)
+        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if rgb.shape[:2] != (h, w) else rgb
+        outs = {t: resize_nearest(a, (h, w)) for t, a in outputs.items() if a is not None}
+        gts = {t: resize_nearest(a, (h, w)) for t, a in gt.items() if t in self.gt_tasks}
+        if self.vmax is None and ("depth" in gts or "depth" in outs):
+            d = gts["depth"] if "depth" in gts else outs["depth"]
+            finite = d[np.isfinite(d) & (d > 0)]
+            self.vmax = float(np.percentile(finite, 98)) if finite.size else None
+        blank = np.zeros((h, w, 3), np.uint8)
+        panels = [small.copy()]
+        makers = {"segmentation": lambda a: colorize_segmentation(a, self.num_classes),
+                  "depth": lambda a: colorize_depth(a, self.vmax), "normals": colorize_normals}
+        for task in TASKS:
+            panels.append(makers[task](outs[task]) if task in outs else blank.copy())
+        for task in self.gt_tasks:
+            ok = task in outs and task in gts
+            panels.append(error_panel(task, outs[task], gts[task], small) if ok else blank.copy())
+        _text(panels[0], label, (5, h - 8))
+        if status != "ok":
+            _text(panels[0], status.upper(), (5, 22), (255, 60, 60), 0.7)
+        return np.hstack(panels)
+
+    def header(self, width: int) -> np.ndarray:
+        """The column names above a row (or the montage)."""
+        h, w = self.size or (240, 320)
+        strip = np.full((HEADER, width, 3), 32, np.uint8)
+        for i, name in enumerate(self.columns):
+            _text(strip, name, (i * w + 5, HEADER - 7))
+        return strip
+
+    def add(self, index: int, rgb: np.ndarray, outputs: dict[str, np.ndarray], gt: dict[str, np.ndarray],
+            label: str, status: str = "ok") -> None:
+        """One frame of the sequence, in order."""
+        row = self.row(rgb, outputs, gt, label, status)
+        if self.video_name is not None:
+            self._write_video(np.vstack([self.header(row.shape[1]), row]))
+        if status == "ok":
+            for target in self.targets:
+                known = self.best.get(target)
+                if known is None or abs(index - target) < abs(known[0] - target):
+                    self.best[target] = (index, row)
+
+    def _write_video(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if self._writer is None:
+            self._video_size = (w + w % 2, h + h % 2)  # MPEG-4 wants even sizes
+            path = self.out_dir / self.video_name
+            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._video_size)
+            if not self._writer.isOpened():
+                raise RuntimeError(f"{path}: OpenCV cannot write MPEG-4 video here")
+        canvas = np.zeros((self._video_size[1], self._video_size[0], 3), np.uint8)
+        canvas[:h, :w] = frame[:, :, ::-1]
+        self._writer.write(canvas)
+        self.video_frames += 1
+
+    def close(self) -> dict[str, Path]:
+        """Write the montage and finish the video; returns what was written by kind."""
+        written: dict[str, Path] = {}
+        if self._writer is not None:
+            self._writer.release()
+            written["video"] = self.out_dir / self.video_name
+        rows = [row for _, row in sorted(dict(self.best.values()).items(), key=lambda e: e[0])]
+        if rows:
+            montage = np.vstack([self.header(rows[0].shape[1]), *rows])
+            path = self.out_dir / "montage.png"
+            cv2.imwrite(str(path), montage[:, :, ::-1])
+            written["montage"] = path
+        return written
