@@ -209,8 +209,6 @@ def _compute_from_diagnostics(diag: dict[str, str]) -> dict:
 def score(playback: dict, bag_path: Path, topics: Topics, sink: Sink, namespace: str, tolerance: float = 0.03,
           progress: bool = True) -> dict:
     """Score the outputs recorded under ``namespace`` from the output bag; returns the run's summary."""
-    from mtshare_ros.data.bag import image_to_array
-    from mtshare_ros.runtime.decode import FrameError
 
     results = {name: f"/{namespace.strip('/')}/{name}" for name in RAW}
     reader = open_reader(bag_path)
@@ -220,16 +218,9 @@ def score(playback: dict, bag_path: Path, topics: Topics, sink: Sink, namespace:
         bar = tqdm(total=topics.count, desc="scoring", unit="frame", disable=not progress, dynamic_ncols=True)
         for frame in read_frames(reader, bag_path, with_results, tolerance):
             bar.update(1)
-            try:
-                rgb = frame.rgb()
-            except FrameError as exc:
-                sink.add(frame, None, {}, "rejected", note=str(exc))
-                continue
-            outputs = {n: image_to_array(frame.attached[n]) for n in RAW if n in frame.attached}
             sent = playback["sent"].get(frame.stamp_ns)
             done = playback["done"].get(frame.stamp_ns)
-            latency = (done - sent[0]) * 1e3 if sent and done else None
-            sink.add(frame, rgb, outputs, "ok" if outputs else "dropped", latency)
+            sink.add_recorded(frame, RAW, "dropped", (done - sent[0]) * 1e3 if sent and done else None)
         bar.close()
     finally:
         reader.close()

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mtshare_ros.data.bag import image_to_array
 from mtshare_ros.replay.evaluation import TASKS, Evaluation, FrameRecord
 from mtshare_ros.replay.frames import SyncedFrame, gt_array
 from mtshare_ros.replay.pictures import Pictures
 from mtshare_ros.replay.topics import Topics
+from mtshare_ros.runtime.decode import FrameError
 
 
 class Sink:
@@ -31,6 +33,18 @@ class Sink:
         """The frame's ground truth in the dataset loaders' conventions, at its native size."""
         return {task: gt_array(task, frame.attached[f"gt/{task}"], topic)
                 for task, topic in self.topics.gt.items() if f"gt/{task}" in frame.attached}
+
+    def add_recorded(
+        self, frame: SyncedFrame, names, missing: str, latency_ms: float | None = None
+    ) -> FrameRecord:
+        """A frame whose results were recorded in a bag (live mode, ``visualize``): its ``names`` outputs as
+        arrays; status ``missing`` when none came back, ``rejected`` when the image does not decode."""
+        try:
+            rgb = frame.rgb()
+        except FrameError as exc:
+            return self.add(frame, None, {}, "rejected", note=str(exc))
+        outputs = {n: image_to_array(frame.attached[n]) for n in names if n in frame.attached}
+        return self.add(frame, rgb, outputs, "ok" if outputs else missing, latency_ms)
 
     def add(self, frame: SyncedFrame, rgb: np.ndarray | None, outputs: dict[str, np.ndarray], status: str = "ok",
             latency_ms: float | None = None, stats: dict[str, float] | None = None, note: str = "") -> FrameRecord:

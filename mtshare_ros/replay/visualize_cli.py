@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     from mtshare_ros.replay.frames import open_reader, read_frames
     from mtshare_ros.replay.sink import Sink
     from mtshare_ros.replay.topics import BagError, choose_topics, find_results, survey
-    from mtshare_ros.runtime.decode import FrameError
 
     replay_dir = args.bag.is_dir() and (args.bag / "results" / "metadata.yaml").is_file()
     bag = args.bag / "results" if replay_dir else args.bag
@@ -71,15 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             bar = tqdm(total=topics.count, desc="visualize", unit="frame", disable=args.quiet, dynamic_ncols=True)
             for frame in read_frames(reader, bag, topics):
                 bar.update(1)
-                try:
-                    rgb = frame.rgb()
-                except FrameError as exc:
-                    sink.add(frame, None, {}, "rejected", note=str(exc))
-                    continue
-                from mtshare_ros.data.bag import image_to_array
-
-                outputs = {n: image_to_array(frame.attached[n]) for n in results if n in frame.attached}
-                sink.add(frame, rgb, outputs, "ok" if outputs else "no result")
+                sink.add_recorded(frame, results, "no result")
             bar.close()
         finally:
             reader.close()
