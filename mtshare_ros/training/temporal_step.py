@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from tqdm import tqdm
 
 from mtshare_ros.data.motion import KINDS, render_motion
 from mtshare_ros.models.checkpoint import save_checkpoint
@@ -70,15 +71,15 @@ def temporal_penalty(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tens
 def render_pairs(data: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
     """Neighbouring frame pairs of the configured motions: image (2, 3, H, W) in [0, 1] and labels."""
     pairs = []
-    for seed in data["rooms"]:
-        for kind in data["kinds"]:
-            frames = list(render_motion(int(seed), kind, int(data["frames"]), float(data["fps"]), *data["size"]))
-            for f0, f1 in zip(frames[:-1], frames[1:], strict=True):
-                image = torch.from_numpy(np.stack([f0.rgb, f1.rgb])).permute(0, 3, 1, 2).float() / 255.0
-                seg = torch.from_numpy(np.stack([f0.segmentation, f1.segmentation]).astype(np.int64))
-                depth = torch.from_numpy(np.stack([f0.depth, f1.depth]))
-                normals = torch.from_numpy(np.stack([f0.normals, f1.normals])).permute(0, 3, 1, 2)
-                pairs.append({"image": image, "segmentation": seg, "depth": depth, "normals": normals})
+    jobs = [(seed, kind) for seed in data["rooms"] for kind in data["kinds"]]
+    for seed, kind in tqdm(jobs, desc="rendering motions", unit="sequence"):
+        frames = list(render_motion(int(seed), kind, int(data["frames"]), float(data["fps"]), *data["size"]))
+        for f0, f1 in zip(frames[:-1], frames[1:], strict=True):
+            image = torch.from_numpy(np.stack([f0.rgb, f1.rgb])).permute(0, 3, 1, 2).float() / 255.0
+            seg = torch.from_numpy(np.stack([f0.segmentation, f1.segmentation]).astype(np.int64))
+            depth = torch.from_numpy(np.stack([f0.depth, f1.depth]))
+            normals = torch.from_numpy(np.stack([f0.normals, f1.normals])).permute(0, 3, 1, 2)
+            pairs.append({"image": image, "segmentation": seg, "depth": depth, "normals": normals})
     return pairs
 
 
