@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                     bar.update(1)
                 if args.frames and sent >= args.frames:
                     break
-                spin_until(ex, lambda s=sent, n=now: time.monotonic() >= start + n + 1.0 / args.hz, 1.0)
+                due = start + (now // (1.0 / args.hz) + 1) * (1.0 / args.hz)  # the next tick of the camera clock
+                spin_until(ex, lambda d=due: time.monotonic() >= d, 1.0)
         spin_until(ex, lambda: False, 3.0)  # drain, and a last diagnostics message
         rss_end = rss_mb(proc.pid)
     finally:
@@ -195,7 +196,8 @@ def markdown(r: dict[str, Any]) -> str:
         "# Soak: a node process at camera rate for a long run",
         "",
         f"- environment: {environment_line(r['environment'])}",
-        f"- {r['duration_s']:.0f} s at {r['camera_hz']:g} Hz (640x480 rgb8, all outputs computed, segmentation "
+        f"- {r['duration_s']:.0f} s, camera at {r['camera_hz']:g} Hz ({r['frames_sent'] / r['duration_s']:.1f} Hz "
+        "reached; 640x480 rgb8, all outputs computed, segmentation "
         f"subscribed): {r['frames_sent']} frames sent, {r['frames_delivered']} delivered (the latest-frame policy "
         "drops what the node cannot keep up with)",
         f"- node memory (RSS): {r['rss_mb_after_warmup']:.0f} MiB after warm-up, {r['rss_mb_end']:.0f} MiB at the end "
