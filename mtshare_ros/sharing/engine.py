@@ -119,6 +119,7 @@ class _TemporalStep:
     settings: TemporalSettings
     keyframe: bool
     budget: int
+    first_change: torch.Tensor | None = None  # block 0's input against its references (B, N), for the scene cut
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -396,7 +397,8 @@ class SharedMultiTaskModel(nn.Module):
             first = delta_score(tok_b, cache.base[0].inp[0])
         keyframe = cache.is_keyframe(signature, temporal, first)
         cache.begin(signature, keyframe)
-        return _TemporalStep(cache, temporal, keyframe, token_budget(tok_b.shape[1], temporal.max_token_fraction))
+        budget = token_budget(tok_b.shape[1], temporal.max_token_fraction)
+        return _TemporalStep(cache, temporal, keyframe, budget, first)
 
     def _temporal_base_layer(
         self, li: int, blk: nn.Module, x_b: torch.Tensor, step: _TemporalStep, sync_free: bool, layer: LayerRun
@@ -405,7 +407,8 @@ class SharedMultiTaskModel(nn.Module):
         they were last computed are recomputed (``_select``), the others take ``x + (out - inp)``. Returns the
         block output and the per-token activation norms (cached ones for tokens not recomputed)."""
         ref = step.cache.base[li]
-        score = delta_score(x_b, ref.inp[0]).unsqueeze(0)
+        # block 0's change was scored for the scene-cut test already
+        score = (step.first_change if li == 0 else delta_score(x_b, ref.inp[0])).unsqueeze(0)
         base = self.base.task
         sel = self._select(li, score, [base], {base: step.settings.threshold}, step.budget, sync_free)
         if sel.full:  # every token: the dense block, exactly as per-frame inference
