@@ -11,6 +11,7 @@ Writes bench/results/temporal_step.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                          "macs_vs_per_frame": tp["gmacs_per_frame"] / pf["gmacs_per_frame"]})
     result = {"benchmark": "temporal_step", "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "environment": environment_record(), "candidate": args.candidate, "frames": args.frames,
-              "temporal": vars(settings) if hasattr(settings, "__dict__") else str(settings), "rows": rows}
+              "temporal": dataclasses.asdict(settings), "rows": rows}
     lines = ["# Temporal fine-tuning step: base task, per frame and with temporal sharing", "",
              f"- environment: {environment_line(result['environment'])}",
              f"- candidate: {args.candidate}; {args.frames} frames at 30 fps per sequence; temporal defaults", "",
