@@ -18,15 +18,16 @@ from mtshare_ros.data.room import Mover
 
 
 # -- against the walls ----------------------------------------------------------------------------------
-def add_cabinet(room: RoomLayout) -> None:
+def add_cabinet(room: RoomLayout, height: tuple[float, float] = (0.6, 2.0)) -> None:
+    """A cabinet with doors against a wall; ``height`` is the range drawn from (nightstands, wardrobes)."""
     rng, b, p = room.rng, room.b, room.paint
-    w, d, h = float(rng.uniform(0.5, 1.6)), float(rng.uniform(0.35, 0.6)), float(rng.uniform(0.6, 2.0))
+    w, d, h = float(rng.uniform(0.5, 1.6)), float(rng.uniform(0.35, 0.6)), float(rng.uniform(*height))
     f = room.place_against_wall(w, d, h)
     if f is None:
         return
     inst = b.new_instance("cabinet")
-    body = p.wood() if rng.uniform() < 0.5 else p.plain(p.colour(sat=(0, 0.5)))
-    front = p.plain(p.colour(sat=(0, 0.5)))
+    body = p.surface()
+    front = p.surface() if rng.uniform() < 0.5 else p.plain(p.colour(sat=(0, 0.5)))
     handle = p.plain((0.7, 0.7, 0.7, 1), specular=0.8)
     b.box(inst, f, (w / 2, d / 2, h / 2 - 0.04), (0, 0, h / 2 + 0.04), body)
     b.box(inst, f, (w / 2 - 0.02, d / 2 - 0.02, 0.02), (0, 0, 0.02), p.plain((0.1, 0.1, 0.1, 1)))
@@ -50,7 +51,7 @@ def add_shelves(room: RoomLayout) -> None:
     if f is None:
         return
     inst = b.new_instance("shelves")
-    mat = p.wood() if rng.uniform() < 0.6 else p.plain(p.colour(sat=(0, 0.4)))
+    mat = p.wood() if rng.uniform() < 0.4 else p.surface()
     th = 0.02
     for sx in (-1, 1):
         b.box(inst, f, (th / 2, d / 2, h / 2), (sx * (w / 2 - th / 2), 0, h / 2), mat)
@@ -127,6 +128,61 @@ def add_floor_lamp(room: RoomLayout) -> None:
           f'diffuse="0.35 0.3 0.25" specular="0.05 0.05 0.05" attenuation="1 0.3 0.1" cutoff="90"/>')
 
 
+def add_desk(room: RoomLayout) -> None:
+    """A desk against a wall with a chair in front of it and, often, a monitor on it (office, bedroom)."""
+    rng, b, p = room.rng, room.b, room.paint
+    w, d, h = float(rng.uniform(1.0, 1.8)), float(rng.uniform(0.6, 0.8)), float(rng.uniform(0.72, 0.76))
+    f = room.place_against_wall(w, d + 0.7, h)  # the chair's space in front is reserved with the desk
+    if f is None:
+        return
+    desk = Frame2D(*f.apply((0, -0.35, 0))[:2], f.yaw)
+    inst = b.new_instance("table")
+    top = p.wood() if rng.uniform() < 0.5 else p.surface()
+    legs = p.plain(p.colour(sat=(0, 0.2), val=(0.1, 0.7)), 0.6)
+    b.box(inst, desk, (w / 2, d / 2, 0.02), (0, 0, h - 0.02), top)
+    for sx in (-1, 1):
+        b.box(inst, desk, (0.02, d / 2 - 0.03, (h - 0.04) / 2), (sx * (w / 2 - 0.03), 0, (h - 0.04) / 2), legs)
+    if rng.uniform() < 0.7:
+        screen = b.new_instance("otherprop")
+        sw = float(rng.uniform(0.45, 0.7))
+        dark = p.plain((0.05, 0.05, 0.06, 1), specular=0.8)
+        b.box(screen, desk, (sw / 2, 0.015, sw * 0.3), (0, -d / 2 + 0.15, h + 0.12 + sw * 0.3), dark)
+        b.box(screen, desk, (0.03, 0.03, 0.06), (0, -d / 2 + 0.12, h + 0.06), dark)
+    room.surfaces.append((desk, w / 2 - 0.1, d / 2 - 0.1, h))
+    chair = Frame2D(*desk.apply((float(rng.normal(0, 0.1)), d / 2 + 0.3, 0))[:2],
+                    desk.yaw + math.pi + float(rng.normal(0, 0.25)))
+    _chair(room, chair, p.plain(p.colour(sat=(0, 0.3), val=(0.1, 0.5))), p.fabric())
+
+
+def add_counter_run(room: RoomLayout) -> None:
+    """Kitchen base cabinets under a worktop along a wall (cabinet class) and wall cabinets above them."""
+    rng, b, p = room.rng, room.b, room.paint
+    frame, length = room.wall_frame(int(rng.integers(4)))
+    w = float(min(length - 0.3, rng.uniform(1.6, 3.6)))
+    d, h = 0.6, 0.9
+    f = room.place_against_wall(w, d, 2.3)
+    if f is None:
+        return
+    inst = b.new_instance("cabinet")
+    body, front, worktop = p.surface(), p.surface(), p.file_surface() or p.procedural()
+    handle = p.plain((0.75, 0.75, 0.75, 1), specular=0.9)
+    b.box(inst, f, (w / 2, d / 2 - 0.02, h / 2 - 0.05), (0, -0.02, h / 2 + 0.05), body)
+    b.box(inst, f, (w / 2 - 0.01, d / 2 - 0.05, 0.05), (0, -0.05, 0.05), p.plain((0.1, 0.1, 0.1, 1)))
+    b.box(inst, f, (w / 2 + 0.01, d / 2 + 0.01, 0.02), (0, 0, h + 0.02), worktop)
+    n = max(1, int(round(w / 0.6)))
+    for i in range(n):
+        x = -w / 2 + w / n * (i + 0.5)
+        b.box(inst, f, (w / n / 2 - 0.01, 0.01, h / 2 - 0.08), (x, d / 2 - 0.01, h / 2 + 0.05), front)
+        b.box(inst, f, (0.06, 0.012, 0.008), (x, d / 2 + 0.012, h - 0.1), handle)
+    if rng.uniform() < 0.7:
+        top0 = float(rng.uniform(1.45, 1.6))
+        hh = min(0.75, room.H - top0 - 0.05)
+        for i in range(n):
+            x = -w / 2 + w / n * (i + 0.5)
+            b.box(inst, f, (w / n / 2 - 0.005, 0.17, hh / 2), (x, -d / 2 + 0.17, top0 + hh / 2), front)
+    room.surfaces.append((f, w / 2 - 0.05, d / 2 - 0.08, h + 0.04))
+
+
 # -- free-standing --------------------------------------------------------------------------------------
 def add_table_group(room: RoomLayout, moving_chair: bool) -> None:
     """A table (square or round) with chairs around it and maybe a rug under it; with ``moving_chair`` the
@@ -145,7 +201,7 @@ def add_table_group(room: RoomLayout, moving_chair: bool) -> None:
     else:
         return
     inst = b.new_instance("table")
-    top_mat = p.wood() if rng.uniform() < 0.7 else p.plain(p.colour(sat=(0, 0.3)))
+    top_mat = p.wood() if rng.uniform() < 0.5 else p.surface()
     leg_mat = top_mat if rng.uniform() < 0.6 else p.plain(p.colour(sat=(0, 0.2), val=(0.1, 0.6)), 0.6)
     if round_top:
         b.cylinder(inst, f, w / 2, 0.02, (0, 0, h - 0.02), top_mat)
@@ -218,7 +274,8 @@ def _rug(room: RoomLayout, f: Frame2D, w: float, d: float) -> None:
 
 def add_free_rug(room: RoomLayout) -> None:
     """A rug anywhere inside the walls: it may lie under furniture, so occupancy is not checked or marked."""
-    w, d = float(room.rng.uniform(1.0, 2.4)), float(room.rng.uniform(0.7, 1.8))
+    w = min(float(room.rng.uniform(1.0, 2.4)), room.W - 0.6)
+    d = min(float(room.rng.uniform(0.7, 1.8)), room.D - 0.6)
     for _ in range(20):
         f = Frame2D(float(room.rng.uniform(0.2 + w / 2, room.W - 0.2 - w / 2)),
                     float(room.rng.uniform(0.2 + d / 2, room.D - 0.2 - d / 2)))

@@ -1,16 +1,15 @@
-"""Small objects (class otherprop): clutter on tables and low cabinets, from primitives or the small textured
-meshes of pybullet_data, and a ball that rolls back and forth across the floor.
+"""Small objects (class otherprop): clutter on tables, desks, counters and low cabinets, from primitives or
+the meshes of the domain's asset sources, and a ball that rolls back and forth across the floor.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
 
-from mtshare_ros.data.assets import pybullet_meshes
+from mtshare_ros.data.assets import mesh_vertices
 from mtshare_ros.data.floor_map import FloorMap
 from mtshare_ros.data.layout import RoomLayout
 from mtshare_ros.data.mjcf import Frame2D, quat_mul, yaw_quat
@@ -18,9 +17,10 @@ from mtshare_ros.data.room import Mover
 
 
 def add_clutter(room: RoomLayout, n: int) -> None:
-    """``n`` objects on random surfaces: a box, cylinder, sphere, a stack of paper, or a mesh."""
+    """``n`` objects on random surfaces: a box, cylinder, sphere, a stack of paper, or a mesh (half of them
+    when the domain has meshes)."""
     rng, b, p = room.rng, room.b, room.paint
-    meshes = pybullet_meshes()
+    meshes = room.meshes
     if not room.surfaces:
         return
     for _ in range(n):
@@ -29,8 +29,9 @@ def add_clutter(room: RoomLayout, n: int) -> None:
         c = f.apply((lx, ly, 0.0))
         at = Frame2D(float(c[0]), float(c[1]), float(rng.uniform(0, 2 * math.pi)), z)
         inst = b.new_instance("otherprop")
-        kind = rng.integers(5 if meshes else 4)
-        mat = p.plain(p.colour(sat=(0.2, 0.9)), specular=float(rng.uniform(0.1, 0.8)))
+        kind = 4 if meshes and rng.uniform() < 0.5 else int(rng.integers(4))
+        mat = p.plain(p.colour(sat=(0.2, 0.9)), specular=float(rng.uniform(0.1, 0.8))) if rng.uniform() < 0.6 \
+            else p.surface()
         if kind == 0:
             half = (float(rng.uniform(0.03, 0.14)), float(rng.uniform(0.03, 0.12)), float(rng.uniform(0.02, 0.1)))
             b.box(inst, at, half, (0, 0, half[2]), mat)
@@ -47,16 +48,19 @@ def add_clutter(room: RoomLayout, n: int) -> None:
                       yaw=float(rng.normal(0, 0.2)))
         else:
             m = meshes[rng.integers(len(meshes))]
-            verts = _obj_vertices(str(m.obj))
-            size = float(rng.choice([0.12, 0.18, 0.25]))  # few sizes: each size is one more mesh asset
+            verts = mesh_vertices(str(m.path))
+            sizes = (0.25, 0.35, 0.45) if m.source == "gymnasium_robotics" else (0.12, 0.18, 0.25)
+            size = float(rng.choice(sizes))  # few sizes: each size is one more mesh asset
             scale = size / float(np.ptp(verts, axis=0).max())
-            mesh = b.mesh(m.obj, scale)
+            mesh = b.mesh(m.path, scale)
             if m.texture is not None:
                 mat = b.material(texture=b.file_texture(m.texture))
+            elif rng.uniform() < 0.4:
+                mat = b.material(rgba=m.rgba, specular=0.3)
             else:
-                mat = b.material(rgba=m.rgba if rng.uniform() < 0.5 else p.colour(), specular=0.3)
-            q = _mesh_upright(m.name, at.yaw)
-            lift = -_mesh_lowest(m.obj, scale, _mesh_upright(m.name, 0.0))
+                mat = p.surface() if rng.uniform() < 0.5 else p.plain(p.colour(), specular=0.3)
+            q = _mesh_upright(m.y_up, at.yaw)
+            lift = -_mesh_lowest(m.path, scale, _mesh_upright(m.y_up, 0.0))
             b.geom(inst, "mesh", None, at.apply((0, 0, lift)), mat, quat=q, mesh=mesh)
 
 
@@ -87,19 +91,12 @@ def add_rolling_ball(room: RoomLayout) -> None:
         return
 
 
-def _mesh_upright(name: str, yaw: float) -> np.ndarray:
-    """pybullet meshes are y-up (duck) or z-up; rotate y-up ones so they stand on the surface."""
+def _mesh_upright(y_up: bool, yaw: float) -> np.ndarray:
+    """Meshes are y-up (duck, bunny) or z-up; rotate y-up ones so they stand on the surface."""
     q = yaw_quat(yaw)
-    if name in ("duck", "bunny"):
+    if y_up:
         q = quat_mul(q, np.array([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0]))
     return q
-
-
-@functools.lru_cache(maxsize=16)
-def _obj_vertices(path: str) -> np.ndarray:
-    with open(path) as fh:
-        rows = [line.split()[1:4] for line in fh if line.startswith("v ")]
-    return np.asarray(rows, dtype=np.float64)
 
 
 def _mesh_lowest(path: Path, scale: float, quat: np.ndarray) -> float:
@@ -109,4 +106,4 @@ def _mesh_lowest(path: Path, scale: float, quat: np.ndarray) -> float:
     mujoco = import_mujoco()
     R = np.zeros(9)
     mujoco.mju_quat2Mat(R, quat)
-    return float((_obj_vertices(str(path)) * scale @ R.reshape(3, 3).T)[:, 2].min())
+    return float((mesh_vertices(str(path)) * scale @ R.reshape(3, 3).T)[:, 2].min())

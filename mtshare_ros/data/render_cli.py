@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="dataset seed; the same seed gives the same dataset")
     p.add_argument("--val-fraction", type=float, default=0.15,
                    help="fraction of rooms held out for validation (1: a test set, every room held out)")
-    p.add_argument("--force", action="store_true", help="re-render even if OUT already holds a complete dataset")
+    p.add_argument("--domain", default="train", choices=["train", "generalisation"],
+                   help="room kinds and asset sources: 'train' (living rooms, offices, bedrooms, corridors) or "
+                        "'generalisation' (kitchens and an asset source that training never sees)")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes (one per core)")
+    p.add_argument("--force", action="store_true",
+                   help="re-render from scratch even if OUT holds a complete or partly rendered dataset "
+                        "(without it, an interrupted render resumes where it stopped)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -51,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     kwargs = dict(num_rooms=args.rooms, frames_per_room=args.frames_per_room, height=args.height, width=args.width,
-                  seed=args.seed, val_fraction=args.val_fraction, fps=args.fps, progress=not args.quiet)
+                  seed=args.seed, val_fraction=args.val_fraction, fps=args.fps, progress=not args.quiet,
+                  domain=args.domain, workers=max(1, args.workers))
     if args.force:
-        write_dataset(args.out, **kwargs)
+        write_dataset(args.out, resume=False, **kwargs)
     else:
         ensure_synthetic_dataset(args.out, **kwargs)
     total = args.rooms * args.frames_per_room

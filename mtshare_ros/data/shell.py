@@ -12,8 +12,9 @@ from mtshare_ros.data.mjcf import Frame2D, yaw_quat
 from mtshare_ros.data.room import Mover
 
 
-def add_shell(room: RoomLayout) -> None:
-    """Walls, floor and ceiling (labmaze textures where available) and, sometimes, skirting boards."""
+def add_shell(room: RoomLayout) -> str:
+    """Walls, floor and ceiling (texture files of the domain where available) and, sometimes, skirting boards;
+    returns the wall material (an L-shaped room's corner block wears it too)."""
     rng, b, p, W, D, H = room.rng, room.b, room.paint, room.W, room.D, room.H
     tx = room.textures
     if tx.walls and rng.uniform() < 0.75:
@@ -49,6 +50,7 @@ def add_shell(room: RoomLayout) -> None:
         for side in range(4):
             frame, length = room.wall_frame(side)
             b.box(b.new_instance("wall"), frame, (length / 2, 0.008, 0.04), (length / 2, 0.008, 0.04), skirt)
+    return wall_mat
 
 
 def add_door(room: RoomLayout, moving: bool) -> None:
@@ -76,7 +78,7 @@ def add_door(room: RoomLayout, moving: bool) -> None:
     room.map.mark(swing, keepout=True, camera=moving)
     if moving:
         hinge = frame.apply((x0, 0.0, 0.0))
-        body = b.mocap_body("door_leaf", hinge, yaw_quat(frame.yaw))
+        body = b.mocap_body(f"door_leaf{len(room.movers)}", hinge, yaw_quat(frame.yaw))
         leaf = Frame2D(0, 0, 0)
         room.movers.append(Mover(body, "swing", hinge, frame.yaw, amplitude=float(rng.uniform(0.6, 1.3)),
                                  period=float(rng.uniform(4, 9)), phase=float(rng.uniform(0, 2 * math.pi))))

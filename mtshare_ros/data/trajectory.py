@@ -30,9 +30,12 @@ class MotionStyle:
     clearance: float  # m, minimum distance to furniture and walls
 
 
-ROBOT = MotionStyle("robot", (0.3, 0.8), (0.4, 1.1), (-0.3, 0.02), math.radians(12), 0.002, math.radians(0.3), 0.45)
-HANDHELD = MotionStyle("handheld", (0.5, 1.3), (1.2, 1.65), (-0.4, 0.1), math.radians(30), 0.015,
-                       math.radians(3), 0.4)
+# Heights, pitch and roll span low wheeled robots to head-height cameras, so models meet the views they will
+# be mounted at (a camera's mount is also tilted by up to MOUNT_ROLL about its optical axis).
+ROBOT = MotionStyle("robot", (0.3, 0.8), (0.25, 1.3), (-0.4, 0.1), math.radians(12), 0.002, math.radians(0.3), 0.4)
+HANDHELD = MotionStyle("handheld", (0.5, 1.3), (1.0, 1.85), (-0.5, 0.15), math.radians(30), 0.015,
+                       math.radians(4), 0.35)
+MOUNT_ROLL = math.radians(6)
 
 ACCEL = 0.6  # m/s^2 along the path
 LATERAL_ACCEL = 0.5  # m/s^2 in curves
@@ -236,7 +239,7 @@ def camera_trajectory(room: Room, num_frames: int, fps: float, rng: np.random.Ge
     z = height + style.bob * np.sin(step) * np.clip(speed / max(vmax, 1e-6), 0, 1)
     z = z + _smooth_noise(stamps, style.bob, rng, 0.1, 0.5)
     pitch = float(rng.uniform(*style.pitch)) + _smooth_noise(stamps, 0.5 * style.look_amplitude, rng)
-    roll = _smooth_noise(stamps, style.roll, rng, 0.1, 0.6)
+    roll = _smooth_noise(stamps, style.roll, rng, 0.1, 0.6) + float(rng.uniform(-MOUNT_ROLL, MOUNT_ROLL))
     sway = style.bob * 0.5 * np.sin(step / 2)
     poses = np.repeat(np.eye(4)[None], num_frames, axis=0)
     for k in range(num_frames):
