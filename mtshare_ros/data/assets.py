@@ -125,7 +125,25 @@ def meshes(source: str) -> tuple[MeshAsset, ...]:
         names = ("micro", "kettle", "oven", "hood", "faucet", "burnerplate", "cabinetbase", "slidecabinet",
                  "hingecabinet", "knob", "lightswitchbase")
         out += [MeshAsset(f"kitchen_{n}", kitchen / f"{n}.stl", None, (0.75, 0.75, 0.78, 1)) for n in names]
-    return tuple(m for m in out if m.path.is_file() and (m.texture is None or m.texture.is_file()))
+    return tuple(m for m in out if m.path.is_file() and (m.texture is None or m.texture.is_file())
+                 and _usable(str(m.path)))
+
+
+def _usable(path: str) -> bool:
+    """Whether MuJoCo compiles the mesh (some shipped files have non-finite or degenerate vertices)."""
+    from mtshare_ros.data.mujoco_gl import import_mujoco
+
+    verts = mesh_vertices(path)
+    if len(verts) < 4 or not np.isfinite(verts).all() or np.ptp(verts, axis=0).max() <= 0:
+        return False
+    mujoco = import_mujoco()
+    xml = (f'<mujoco><asset><mesh name="m" file="{path}"/></asset><worldbody><geom type="mesh" mesh="m" '
+           'contype="0" conaffinity="0" mass="0.1"/></worldbody></mujoco>')
+    try:
+        mujoco.MjModel.from_xml_string(xml)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=256)
