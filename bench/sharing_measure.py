@@ -24,12 +24,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 # --- every import from the package (paths move during the restructuring: re-point them here)
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT
-from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models
+from mtshare_ros.models.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    checkpoint_shares_encoder,
+    load_checkpoint,
+)
+from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.runtime.settings import SharingSettings
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
-from mtshare_ros.sharing.cost import dense_model_macs
+from mtshare_ros.sharing.cost import dense_model_macs, multitask_model_macs
 from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS, load_models
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import normalise
@@ -42,6 +47,13 @@ log = logging.getLogger("task_sharing")
 TASKS = ("segmentation", "depth", "normals")
 HEADLINE = {"segmentation": "mIoU", "depth": "rmse", "normals": "mean_deg"}
 NODE_DEFAULT = (SharingSettings.threshold, SharingSettings.max_token_fraction)  # the node's sharing defaults
+NOTHING_RECOMPUTED = (1000.0, 1.0)
+"""A threshold no token's relative change reaches: the trained sub-tasks recompute nothing, so their heads (and
+their own final LayerNorm) read the base encoder's features. Baseline (b) of the verdict."""
+BASELINE_NAMES = {
+    "baseline_multitask": "baseline (a): multi-task model (1 encoder, 3 heads)",
+    "baseline_nothing_recomputed": "baseline (b): nothing recomputed (sub-task heads on the base encoder's features)",
+}
 
 
 # ---------------------------------------------------------------- the engine's statistics
@@ -111,6 +123,28 @@ def load_trained_shared(
     return trained.eval(), note
 
 
+def load_multitask(path: str, cfg: ModelConfig) -> tuple[dict[str, DenseViT], str]:
+    """Baseline (a)'s multi-task model (``--multitask``): a checkpoint trained with ``train.shared_encoder``, its
+    task models built around one encoder (run once per frame), with a line saying what it is. Refused, said why,
+    when it is not one or cannot be compared with the benchmark's models (other classes, a task missing)."""
+    try:
+        if not checkpoint_shares_encoder(path):
+            raise SystemExit(f"--multitask {path}: not a multi-task checkpoint (train with train.shared_encoder=true)")
+        models, meta = load_checkpoint(path, tasks=list(TASKS), shared_encoder=True)
+    except CheckpointError as exc:
+        raise SystemExit(f"--multitask: {exc}") from None
+    mc = meta["model_config"]
+    if mc.num_classes != cfg.num_classes:
+        raise SystemExit(f"--multitask {path}: {mc.num_classes} classes, the benchmark's models have {cfg.num_classes}")
+    prov = meta.get("provenance", {})
+    desc = (
+        f"{path}: ViT {mc.depth} x {mc.embed_dim}, trained at {mc.img_size[0]}x{mc.img_size[1]} for "
+        f"{prov.get('steps', '?')} steps on {prov.get('dataset', {}).get('name', '?')} data "
+        f"({prov.get('dataset', {}).get('root', '?')})"
+    )
+    return {t: models[t].eval() for t in TASKS}, desc
+
+
 def token_count(model: DenseViT) -> int:
     return math.prod(model.encoder.grid_size)
 
@@ -137,6 +171,23 @@ def dense_variant(name: str, models: dict[str, DenseViT], kind: str) -> Variant:
 
     params = sum(p.numel() for m in models.values() for p in m.parameters())
     return Variant(name, kind, run, forward, params, {"tasks": list(models)})
+
+
+def multitask_variant(name: str, models: dict[str, DenseViT], source: str) -> Variant:
+    """A multi-task model: the one encoder runs once, then every head (``run_tasks``); counted by the engine's
+    rules, so its MACs compare with the other variants'."""
+    if shared_encoder_of(models) is None:
+        raise ValueError("a multi-task variant needs task models that hold one encoder")
+
+    def run(x: torch.Tensor):
+        return run_tasks(models, x), multitask_model_macs(models, tuple(x.shape[-2:]), x.shape[0]), {}
+
+    def forward(x: torch.Tensor):
+        return run_tasks(models, x)
+
+    params = sum(p.numel() for p in torch.nn.ModuleDict(models).parameters())  # the shared encoder once
+    detail = {"tasks": list(models), "role": "baseline_multitask", "checkpoint": source}
+    return Variant(name, "multitask", run, forward, params, detail)
 
 
 def shared_variant(name: str, shared: SharedMultiTaskModel, thr: float, frac: float, delta: str) -> Variant:
@@ -281,10 +332,15 @@ def main_variants(
     token_fractions: list[float],
     trained_shared: SharedMultiTaskModel | None,
     shared_settings: list[str],
+    multitask: tuple[dict[str, DenseViT], str] | None = None,
 ) -> tuple[list[Variant], list[torch.nn.Module]]:
     """The main setting's variants (base only and independent first: the ratios are against them) and every
     module they run (for moving them to CUDA). ``shared_settings``: threshold:max_token_fraction pairs for
-    the trained sub-tasks."""
+    the trained sub-tasks; the nothing-recomputed one (baseline (b)) is added when absent. ``multitask``: the
+    models and source of baseline (a), when given.
+
+    Rows carry a ``role`` where the verdict needs them (``node_default``, ``baseline_multitask``,
+    ``baseline_nothing_recomputed``), so it finds them by role, not by name."""
     subs = {t: models[t] for t in TASKS[1:]}
     shared = SharedMultiTaskModel.from_dense(models["segmentation"], subs, delta, **compress_args).eval()
     exact = SharedMultiTaskModel.from_dense(models["segmentation"], subs, "dense").eval()
@@ -296,13 +352,26 @@ def main_variants(
     variants += [shared_variant(f"shared {delta} thr={thr:g}", shared, thr, 1.0, delta) for thr in thresholds]
     variants += [shared_variant(f"shared {delta} thr=0 top {f:g}", shared, 0.0, f, delta) for f in token_fractions]
     modules = [*models.values(), shared, exact]
+    if multitask is not None:
+        mt_models, source = multitask
+        variants.append(multitask_variant(BASELINE_NAMES["baseline_multitask"], mt_models, source))
+        modules.append(torch.nn.ModuleDict(mt_models))
     if trained_shared is not None:
         modules.append(trained_shared)
-        for setting in shared_settings:
-            thr, frac = (float(v) for v in setting.split(":"))
+        settings = [tuple(float(v) for v in setting.split(":")) for setting in shared_settings]
+        if NOTHING_RECOMPUTED not in settings:
+            settings.append(NOTHING_RECOMPUTED)
+        for thr, frac in settings:
             mark = " (node default)" if (thr, frac) == NODE_DEFAULT else ""
             name = f"trained shared thr={thr:g} top {frac:g}{mark}"
-            variants.append(shared_variant(name, trained_shared, thr, frac, "checkpoint"))
+            if (thr, frac) == NOTHING_RECOMPUTED:
+                name = f"{BASELINE_NAMES['baseline_nothing_recomputed']}, thr={thr:g}"
+            v = shared_variant(name, trained_shared, thr, frac, "checkpoint")
+            if (thr, frac) == NODE_DEFAULT:
+                v.detail["role"] = "node_default"
+            elif (thr, frac) == NOTHING_RECOMPUTED:
+                v.detail["role"] = "baseline_nothing_recomputed"
+            variants.append(v)
     return variants, modules
 
 

@@ -11,9 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from environment import environment_line
-from sharing_measure import TASKS
+from sharing_measure import BASELINE_NAMES, TASKS
 
 GOALS = {"macs_vs_base": 1.35, "time_vs_base": 1.5, "storage_fraction": 0.15, "metric_rel": 0.03}
+VERDICT = {"macs_vs_base": 1.35, "within_independent": 0.01, "clear_margin": 0.02}
+"""Whether the shared engine at the node default earns its place (issue 16): at most ``macs_vs_base`` times the
+base task's MACs, within ``within_independent`` (relative, headline metric) of the independent models on every
+task, and clearly better than both baselines: better by at least ``clear_margin`` on some task and worse by more
+than ``within_independent`` on none. The margin is twice the tolerance so that "clearly better" cannot be met by
+a difference the same rule calls equal."""
+HIGHER_IS_BETTER = {"segmentation": True, "depth": False, "normals": False}  # mIoU; RMSE and mean angle
 
 
 # ---------------------------------------------------------------- goals
@@ -47,10 +54,95 @@ def goals_for(rows: list[dict[str, Any]], storage: dict[str, float]) -> dict[str
     return {"per_variant": per, "summary": summary}
 
 
+# ---------------------------------------------------------------- verdict
+def rel_worse(v: dict[str, Any], ref: dict[str, Any], task: str) -> float:
+    """How much worse ``v``'s headline metric of ``task`` is than ``ref``'s, relative (negative: better)."""
+    a, b = v["headline"][task], ref["headline"][task]
+    change = (a - b) / max(abs(b), 1e-12)
+    return -change if HIGHER_IS_BETTER[task] else change
+
+
+def verdict_for(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict on the engine at the node default (``VERDICT``), from the measured rows alone: each condition
+    with its numbers and True / False / None (not measurable here: a row or ground truth missing), and the
+    outcome: ``earns its place`` when all hold, ``does not earn its place`` when one fails, else ``not decided``."""
+    by_role = {v["role"]: v for v in rows if v.get("role")}
+    engine = by_role.get("node_default")
+    ind = next((v for v in rows if v["kind"] == "independent"), None)
+    checks: list[dict[str, Any]] = []
+    if engine is None or ind is None:
+        return {"engine": None, "checks": [], "outcome": "not decided",
+                "summary": "not decided: no trained shared engine at the node default was measured"}
+    ratio = engine["ratios"]["macs_vs_base"]
+    checks.append({"condition": f"MACs <= {VERDICT['macs_vs_base']}x the base task's", "value": f"{ratio:.2f}x",
+                   "ok": ratio <= VERDICT["macs_vs_base"]})
+    gt = "headline" in engine and "headline" in ind
+    if gt:
+        worse = {t: rel_worse(engine, ind, t) for t in TASKS}
+        value = ", ".join(f"{t} {w:+.1%}" for t, w in worse.items())
+        ok: bool | None = all(w <= VERDICT["within_independent"] for w in worse.values())
+    else:
+        value, ok = "no ground truth", None
+    checks.append({"condition": f"within {VERDICT['within_independent']:.0%} of the independent models on every task "
+                   "(+ = worse)", "value": value, "ok": ok})
+    for role, name in BASELINE_NAMES.items():
+        base = by_role.get(role)
+        cond = f"clearly better than {name}"
+        if base is None:
+            hint = " (run with --multitask CKPT)" if role == "baseline_multitask" else ""
+            checks.append({"condition": cond, "value": f"not measured{hint}", "ok": None})
+            continue
+        if not (gt and "headline" in base):
+            checks.append({"condition": cond, "value": "no ground truth", "ok": None})
+            continue
+        worse = {t: rel_worse(engine, base, t) for t in TASKS}
+        best = -min(worse.values())
+        ok = best >= VERDICT["clear_margin"] and all(w <= VERDICT["within_independent"] for w in worse.values())
+        value = ", ".join(f"{t} {w:+.1%}" for t, w in worse.items())
+        value += f"; MACs {base['ratios']['macs_vs_base']:.2f}x base"
+        rf = {t: f for t, f in base.get("recomputed_fraction", {}).items() if t in TASKS[1:]}  # the sub-tasks'
+        if any(f > 0 for f in rf.values()):  # then it is not the baseline it is named for: said so
+            value += " (it recomputed tokens: " + ", ".join(f"{t} {f:.3f}" for t, f in rf.items()) + ")"
+        checks.append({"condition": cond, "value": value, "ok": ok})
+    if any(c["ok"] is False for c in checks):
+        outcome = "does not earn its place"
+    elif all(c["ok"] for c in checks):
+        outcome = "earns its place"
+    else:
+        outcome = "not decided"
+    failed = [c["condition"] for c in checks if c["ok"] is False]
+    unknown = [c["condition"] for c in checks if c["ok"] is None]
+    summary = f"{engine['name']}: {outcome}"
+    if failed:
+        summary += "; fails: " + "; ".join(failed)
+    if unknown:
+        summary += "; not measured: " + "; ".join(unknown)
+    return {"engine": engine["name"], "checks": checks, "outcome": outcome, "summary": summary}
+
+
+def verdict_table(verdict: dict[str, Any]) -> list[str]:
+    """The verdict as Markdown: the rule, one row per condition, the outcome."""
+    L = [
+        f"Does the shared engine at the node default earn its place? Only if, at <= {VERDICT['macs_vs_base']}x the "
+        f"base task's MACs, it is within {VERDICT['within_independent']:.0%} of the independent models on every "
+        f"task and clearly better than both baselines (better by >= {VERDICT['clear_margin']:.0%} on some task, "
+        f"worse by more than {VERDICT['within_independent']:.0%} on none). Headline metrics, relative, + = the "
+        "engine is worse: segmentation mIoU, depth RMSE, normals mean angle.",
+        "",
+        "| condition | measured | met |",
+        "|---|---|---|",
+    ]
+    for c in verdict["checks"]:
+        met = {True: "yes", False: "no", None: "unknown"}[c["ok"]]
+        L.append(f"| {c['condition']} | {c['value']} | {met} |")
+    return [*L, "", f"**Verdict: {verdict['summary']}**"]
+
+
 # ---------------------------------------------------------------- notes
-def notes_for(trained: bool, shared_note: str | None) -> list[str]:
+def notes_for(trained: bool, shared_note: str | None, multitask_note: str | None = None) -> list[str]:
     """How to read the main setting's numbers: ``trained``: the dense models are the shipped trained ones;
-    ``shared_note``: where the trained sub-tasks come from, when they ran."""
+    ``shared_note``: where the trained sub-tasks come from, when they ran; ``multitask_note``: baseline (a)'s
+    checkpoint, when it ran."""
     notes = [
         "MACs: shared variants report the engine's own count of the rows that went through each product "
         "(checked equal to an operator-level count of what ran in test/test_sharing_engine.py); dense variants are "
@@ -78,6 +170,17 @@ def notes_for(trained: bool, shared_note: str | None) -> list[str]:
         )
     if shared_note:
         notes.append(shared_note)
+    notes.append(
+        "The two baselines a user would pick instead of the engine. "
+        f"'{BASELINE_NAMES['baseline_multitask']}': one encoder trained for all three tasks "
+        "(mtshare train with train.shared_encoder=true), run once per frame, with a full head per task; its MACs "
+        "are the encoder once plus every head (sharing/cost.multitask_model_macs). "
+        f"'{BASELINE_NAMES['baseline_nothing_recomputed']}': the trained sub-tasks with a threshold no token "
+        "reaches, so the sub-task heads (with their own final LayerNorm) read the base encoder's features; its MACs "
+        "include the token scoring the engine still does."
+        + (f" Baseline (a): {multitask_note}." if multitask_note else " Baseline (a) was not measured in this run "
+           "(bench/task_sharing.py --multitask CKPT).")
+    )
     notes.append(
         "Wall time: at zero recomputed tokens the sub-tasks still run their heads in full; at 2 threads the heads "
         "(3x3 convolutions at 1/8 and 1/4 resolution, bilinear upsampling) take a larger share of time than of "
@@ -190,6 +293,8 @@ def markdown(r: dict[str, Any]) -> str:
         for s in r["delta_structures"]
     ]
     L += ["", "### Goals", ""] + goals_table(r["goals"])
+    if r.get("verdict"):
+        L += ["", "### Verdict: the engine against the baselines", ""] + verdict_table(r["verdict"])
     if r.get("toy"):
         t = r["toy"]
         mc = t["model"]

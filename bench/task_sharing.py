@@ -11,13 +11,18 @@ deviation of each task's output from its independent model. Two settings:
   independent models, then each sub-task trained from the base with the sharing steps
   (mtshare_ros/training/subtask_steps.py), so the deltas are what the method makes them.
 
-A table compares the delta structures (storage, reconstruction error, time of one layer).
+Beside them, the two baselines a user would pick instead of the engine: (a) a multi-task model (one encoder,
+three heads; ``--multitask CKPT``, a checkpoint of ``mtshare train ... train.shared_encoder=true``) and (b) the
+trained sub-tasks with nothing recomputed (their heads on the base encoder's features); a verdict says whether the
+engine at the node default earns its place against them. A table compares the delta structures (storage,
+reconstruction error, time of one layer).
 Writes bench/results/task_sharing.{json,md} (``--out``), each with the record of the machine it ran on
 (bench/environment.py). This file is the command line: arguments, the order of the steps, writing the
 result; what is measured is bench/sharing_measure.py, the goals and the Markdown bench/sharing_report.py.
 
     .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results; ~20 min on 2 cores)
     .venv/bin/python bench/task_sharing.py --quick    # smoke run (few frames, samples and toy steps)
+    .venv/bin/python bench/task_sharing.py --threads 2 --multitask runs/multitask/model.pt  # with baseline (a)
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from sharing_measure import (
     delta_structures,
     load_eval_samples,
     load_independent_models,
+    load_multitask,
     load_trained_shared,
     main_variants,
     measure,
@@ -49,7 +55,7 @@ from sharing_measure import (
     token_count,
     toy_setting,
 )
-from sharing_report import goals_for, goals_table, markdown, notes_for, variants_table
+from sharing_report import goals_for, goals_table, markdown, notes_for, variants_table, verdict_for
 
 log = logging.getLogger("task_sharing")
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="held-out data for accuracy: the test split, 200 rooms no model was trained or selected on "
         "(mtshare render --out data/synthetic_test --rooms 200 --frames-per-room 3 --fps 1 --seed 3 "
         "--val-fraction 1)",
+    )
+    ap.add_argument(
+        "--multitask",
+        default=None,
+        metavar="CKPT",
+        help="baseline (a): a multi-task checkpoint (mtshare train ... train.shared_encoder=true) measured as "
+        "'multi-task model (1 encoder, 3 heads)' beside the other variants; without it that baseline is not measured "
+        "and the verdict cannot be positive",
     )
     ap.add_argument("--split", default="val")
     ap.add_argument(
@@ -134,8 +148,16 @@ def run_main_setting(args: argparse.Namespace, argv: list[str] | None) -> dict[s
     cfg = models["segmentation"].cfg
     compress_args = {"rank": args.rank, "density": args.density, "row_fraction": args.row_fraction}
     trained_shared, shared_note = load_trained_shared(args.shared, args.checkpoint, models, ckpt_name)
+    mt_models, mt_note = load_multitask(args.multitask, cfg) if args.multitask else (None, None)
     variants, modules = main_variants(
-        models, args.delta, compress_args, args.thresholds, args.token_fractions, trained_shared, args.shared_settings
+        models,
+        args.delta,
+        compress_args,
+        args.thresholds,
+        args.token_fractions,
+        trained_shared,
+        args.shared_settings,
+        (mt_models, args.multitask) if mt_models is not None else None,
     )
     samples, data_desc, gt = load_eval_samples(Path(args.data_root), args.split, cfg.img_size, args.samples)
     log.info("main setting: %d variants", len(variants))
@@ -167,8 +189,10 @@ def run_main_setting(args: argparse.Namespace, argv: list[str] | None) -> dict[s
         "storage": storage,
         "delta_structures": structures,
         "goals": goals_for(rows, fractions),
+        "verdict": verdict_for(rows),
+        "multitask": mt_note,
         "toy": None,
-        "notes": notes_for(trained, shared_note),
+        "notes": notes_for(trained, shared_note, mt_note),
         "command": "bench/task_sharing.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
 
@@ -194,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s.json and .md", out)
 
     write()  # the main setting survives an interrupted toy run
+    log.info("verdict: %s", result["verdict"]["summary"])
     if args.toy_steps > 0:
         result["toy"] = run_toy(args)
         write()

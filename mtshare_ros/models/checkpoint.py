@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtshare_ros.models.vit import ModelConfig, build_task_models
+from mtshare_ros.models.vit import ModelConfig, build_task_models, shared_encoder_of
 
 CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -32,15 +32,28 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     half: bool = False,
 ) -> Path:
-    """Write ``models`` (task -> DenseViT) with their config; ``half`` stores float tensors as fp16."""
+    """Write ``models`` (task -> DenseViT) with their config; ``half`` stores float tensors as fp16.
+
+    A multi-task model (one encoder object shared by every task's model, ``build_task_models(...,
+    shared_encoder=True)``) keeps the per-task layout, each task with the encoder's weights under its own
+    prefix, so that every loader reads it as independent models; ``shared_encoder: true`` at the top level
+    records what it is (``checkpoint_shares_encoder``). The file does not grow for it: a tensor that several
+    tasks hold is converted (device, fp16) once, and ``torch.save`` writes a storage once however many
+    entries point to it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = {}
-    for task, model in models.items():
-        sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if half:
-            sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-        weights[task] = sd
+    converted: dict[tuple, torch.Tensor] = {}
+
+    def store(v: torch.Tensor) -> torch.Tensor:
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype,
+               str(v.device))
+        if key not in converted:
+            out = v.detach().cpu()
+            converted[key] = out.half() if half and out.is_floating_point() else out
+        return converted[key]
+
+    weights = {task: {k: store(v) for k, v in model.state_dict().items()} for task, model in models.items()}
     torch.save(
         {
             "format": CHECKPOINT_FORMAT,
@@ -48,12 +61,22 @@ def save_checkpoint(
             "model_config": cfg.to_dict(),
             "tasks": list(models.keys()),
             "class_names": list(class_names),
+            "shared_encoder": shared_encoder_of(models) is not None,
             "provenance": provenance or {},
             "weights": weights,
         },
         path,
     )
     return path
+
+
+def checkpoint_shares_encoder(ckpt: dict[str, Any] | str | Path) -> bool:
+    """Whether a dense checkpoint holds a multi-task model (one encoder trained for every task), not independent
+    models. ``ckpt``: the checkpoint dict, the metadata ``load_checkpoint`` returns, or a path (``default`` too).
+    Checkpoints from before the flag hold independent models."""
+    if not isinstance(ckpt, dict):
+        ckpt = read_checkpoint(ckpt)
+    return bool(ckpt.get("shared_encoder", False))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -116,12 +139,15 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: st
 
 
 def load_checkpoint(
-    path: str | Path, cfg: ModelConfig | None = None, tasks: list[str] | None = None
+    path: str | Path, cfg: ModelConfig | None = None, tasks: list[str] | None = None, shared_encoder: bool = False
 ) -> tuple[nn.ModuleDict, dict[str, Any]]:
     """Build the checkpoint's models and load their weights (fp32, CPU, eval mode).
 
     ``cfg`` / ``tasks``, when given, are what the caller expects; a checkpoint that differs is
-    rejected with the differing fields named. Returns (models, metadata without the weights).
+    rejected with the differing fields named. ``shared_encoder``: build the tasks' models around one encoder
+    object, so that ``run_tasks`` runs it once (a multi-task checkpoint as it was trained); a checkpoint whose
+    tasks' encoder weights differ is refused, naming a differing tensor. Returns (models, metadata without the
+    weights).
     """
     ckpt = read_checkpoint(path)
     where = str(resolve_checkpoint(path))
@@ -137,7 +163,9 @@ def load_checkpoint(
     absent = [t for t in wanted if t not in ckpt["weights"]]
     if absent:
         raise CheckpointError(f"{where}: no weights for task(s) {absent}; checkpoint has {list(ckpt['weights'])}")
-    models = build_task_models(ck_cfg, wanted)
+    if shared_encoder:
+        _check_equal_encoders(ckpt["weights"], wanted, where)
+    models = build_task_models(ck_cfg, wanted, shared_encoder=shared_encoder)
     for task in wanted:
         state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["weights"][task].items()}
         check_state_dict(models[task], state, f"{where} [{task}]")
@@ -146,3 +174,19 @@ def load_checkpoint(
     meta = {k: v for k, v in ckpt.items() if k != "weights"}
     meta["model_config"] = ck_cfg
     return models, meta
+
+
+def _check_equal_encoders(weights: dict[str, dict[str, torch.Tensor]], tasks: list[str], where: str) -> None:
+    """Raise ``CheckpointError`` unless every task in ``tasks`` stores the same encoder weights (the condition for
+    loading them as one shared encoder: otherwise the last task loaded would silently win)."""
+    first = tasks[0]
+    ref = {k: v for k, v in weights[first].items() if k.startswith("encoder.")}
+    for task in tasks[1:]:
+        own = {k: v for k, v in weights[task].items() if k.startswith("encoder.")}
+        if own.keys() != ref.keys():
+            raise CheckpointError(f"{where}: {task} and {first} have different encoder tensors; not one encoder")
+        for k, v in ref.items():
+            if own[k].shape != v.shape or not torch.equal(own[k], v):
+                raise CheckpointError(
+                    f"{where}: {task} and {first} differ in {k}: independent models, not one shared encoder"
+                )

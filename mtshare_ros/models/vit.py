@@ -12,6 +12,7 @@ place a boundary or a shading gradient to the pixel, two small convolutions can.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -209,14 +210,17 @@ class DenseViT(nn.Module):
     camera optical frame (B, 3, H, W). Inputs are ImageNet-normalised RGB.
     """
 
-    def __init__(self, cfg: ModelConfig, task: str) -> None:
+    def __init__(self, cfg: ModelConfig, task: str, encoder: ViTEncoder | None = None) -> None:
+        """``encoder``: an existing encoder to use (and share) instead of a new one (multi-task models)."""
         super().__init__()
         if task not in TASK_CHANNELS:
             raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_CHANNELS)}")
+        if encoder is not None and encoder.cfg != cfg:
+            raise ValueError("a shared encoder must have the model's config")
         self.cfg = cfg
         self.task = task
         out = TASK_CHANNELS[task] or cfg.num_classes
-        self.encoder = ViTEncoder(cfg)
+        self.encoder = encoder if encoder is not None else ViTEncoder(cfg)
         self.head = DenseHead(cfg, task, out)
 
     def forward(self, x: torch.Tensor, offset: tuple[int, int] | None = None) -> torch.Tensor:
@@ -225,6 +229,39 @@ class DenseViT(nn.Module):
         return self.head(feats, grid, x)
 
 
-def build_task_models(cfg: ModelConfig, tasks: list[str] | tuple[str, ...]) -> nn.ModuleDict:
-    """Independent single-task models, one per task, keyed by task name."""
-    return nn.ModuleDict({t: DenseViT(cfg, t) for t in tasks})
+def build_task_models(
+    cfg: ModelConfig, tasks: list[str] | tuple[str, ...], shared_encoder: bool = False
+) -> nn.ModuleDict:
+    """One ``DenseViT`` per task, keyed by task name: independent single-task models, or with
+    ``shared_encoder`` a multi-task model whose task models hold the *same* ``ViTEncoder`` object.
+
+    The multi-task model keeps the per-task layout (``models[task]`` is still a whole single-task model, its
+    ``state_dict`` has the encoder under its own prefix) so that checkpoints, loaders, evaluation and the
+    sharing engine treat it as three models that happen to have equal encoders; ``shared_encoder_of`` and
+    ``run_tasks`` are what run the encoder once for all heads.
+    """
+    if not shared_encoder:
+        return nn.ModuleDict({t: DenseViT(cfg, t) for t in tasks})
+    encoder = ViTEncoder(cfg)
+    return nn.ModuleDict({t: DenseViT(cfg, t, encoder) for t in tasks})
+
+
+def shared_encoder_of(models: Mapping[str, DenseViT]) -> ViTEncoder | None:
+    """The encoder every model of ``models`` holds when they hold one and the same object (a multi-task model
+    of more than one task), else None (independent models, or equal weights in separate modules)."""
+    encoders = {id(m.encoder): m.encoder for m in models.values()}
+    if len(models) < 2 or len(encoders) != 1:
+        return None
+    return next(iter(encoders.values()))
+
+
+def run_tasks(
+    models: Mapping[str, DenseViT], x: torch.Tensor, offset: tuple[int, int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Every task's output on ``x``: a shared encoder runs once and feeds each head; independent models run
+    one after the other. What a multi-task model costs (one encoder, N heads) and what it trains through."""
+    encoder = shared_encoder_of(models)
+    if encoder is None:
+        return {task: m(x, offset) for task, m in models.items()}
+    feats, grid = encoder(x, offset)
+    return {task: m.head(feats, grid, x) for task, m in models.items()}

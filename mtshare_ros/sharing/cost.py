@@ -11,12 +11,13 @@ an operator-level count of what actually ran (``test/test_sharing_engine.py``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from mtshare_ros.models.vit import DenseViT
+from mtshare_ros.models.vit import DenseViT, shared_encoder_of
 from mtshare_ros.sharing.block_ops import SCORED_LAYERS
 from mtshare_ros.sharing.deltas import LowRankDelta
 from mtshare_ros.sharing.subtask import SubTaskDelta
@@ -85,12 +86,29 @@ def head_macs(
         return module_macs(head, lambda: head(feats, grid, frame))
 
 
+def encoder_macs(model: DenseViT, image_size: tuple[int, int], frames: int = 1) -> int:
+    """Multiply-adds of a dense model's encoder (patch embedding and blocks) on ``frames`` images."""
+    p = model.cfg.patch_size
+    n = (image_size[0] // p) * (image_size[1] // p)
+    return patch_embed_macs(model, frames * n) + sum(block_macs(blk, frames * n, n) for blk in model.encoder.blocks)
+
+
 def dense_model_macs(model: DenseViT, image_size: tuple[int, int], frames: int = 1) -> int:
     """Multiply-adds of a dense single-task model on ``frames`` images of ``image_size``, with the same rules
     as the engine's count: what an independent model (or the base task alone) executes per frame."""
     cfg = model.cfg
     p = cfg.patch_size
     grid = (image_size[0] // p, image_size[1] // p)
-    n = grid[0] * grid[1]
-    encoder = patch_embed_macs(model, frames * n) + sum(block_macs(blk, frames * n, n) for blk in model.encoder.blocks)
-    return encoder + frames * head_macs(model.head, len(cfg.feature_layers), grid, cfg.embed_dim, image_size)
+    head = head_macs(model.head, len(cfg.feature_layers), grid, cfg.embed_dim, image_size)
+    return encoder_macs(model, image_size, frames) + frames * head
+
+
+def multitask_model_macs(models: Mapping[str, DenseViT], image_size: tuple[int, int], frames: int = 1) -> int:
+    """Multiply-adds of a multi-task model (task models holding one encoder object, ``models.vit.run_tasks``): the
+    encoder once and every task's head, by the same rules, so that it compares with the engine and the
+    independent models like with like. Models with separate encoders are counted as independent models."""
+    first = next(iter(models.values()))
+    if shared_encoder_of(models) is None:
+        return sum(dense_model_macs(m, image_size, frames) for m in models.values())
+    heads = sum(dense_model_macs(m, image_size, frames) - encoder_macs(m, image_size, frames) for m in models.values())
+    return encoder_macs(first, image_size, frames) + heads

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "out_dir": "runs/train",
         "resume": True,  # continue from out_dir/last.pt when it exists
         "init": None,  # mtshare checkpoint ('default' or a path) to start the task models from (warm start)
+        # true: one encoder shared by every task's head (a multi-task model: each labelled frame teaches all the
+        # tasks through one encoder, run once per batch); false: independent single-task models
+        "shared_encoder": False,
     },
     # where to also write the final model checkpoint; ``merge``: a checkpoint whose other tasks' models the
     # exported file keeps (fine-tune one task of the shipped default and export it back beside the others)
@@ -155,6 +158,8 @@ def validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"train.{key} must be a non-negative number, got {t[key]!r}")
     if t["crop"] is not None and (not isinstance(t["crop"], list) or len(t["crop"]) != 2):
         raise ConfigError(f"train.crop must be [h, w] or null, got {t['crop']!r}")
+    if not isinstance(t["shared_encoder"], bool):
+        raise ConfigError(f"train.shared_encoder must be true or false, got {t['shared_encoder']!r}")
     if t["amp"] not in ("auto", True, False):
         raise ConfigError(f"train.amp must be auto, true or false, got {t['amp']!r}")
     unknown_w = sorted(set(t["loss_weights"]) - set(TASK_CHANNELS))

@@ -1,4 +1,5 @@
-"""``mtshare train``: train single-task models from a YAML config (CPU, one GPU, or torchrun DDP)."""
+"""``mtshare train``: train single-task models, or one multi-task model, from a YAML config (CPU, one GPU, or
+torchrun DDP)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from mtshare_ros.training.config import ConfigError, load_config
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mtshare train",
-        description="Train independent single-task models (segmentation, depth, normals) from a config. "
+        description="Train independent single-task models (segmentation, depth, normals) from a config, or one "
+        "multi-task model (one encoder, a head per task) with train.shared_encoder=true. "
         "Several processes: torchrun --nproc-per-node N -m mtshare_ros.cli train --config ...",
     )
     p.add_argument("--config", required=True, help="YAML file, e.g. config/train/synthetic_small.yaml")

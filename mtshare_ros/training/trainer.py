@@ -1,9 +1,11 @@
-"""The training loop: independent single-task models, trained side by side on the same batches.
+"""The training loop: one model per task, trained side by side on the same batches.
 
-The task models share nothing; they sit behind one module only so that one DistributedDataParallel
-wrapper keeps them in sync. Losses are normalised by the global number of valid pixels, and the data
-order and crop positions derive from the seed and step alone, so N processes with a global batch B
-follow the same trajectory as one process with batch B.
+By default the task models share nothing (independent single-task models); they sit behind one module only
+so that one DistributedDataParallel wrapper keeps them in sync. With ``train.shared_encoder`` they hold one
+encoder object (a multi-task model: one encoder, one head per task), which runs once per batch and learns from
+every task's loss. Losses are normalised by the global number of valid pixels, and the data order and crop
+positions derive from the seed and step alone, so N processes with a global batch B follow the same
+trajectory as one process with batch B.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm import tqdm
 
 from mtshare_ros.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from mtshare_ros.models.device import select_device
-from mtshare_ros.models.vit import ModelConfig, build_task_models
+from mtshare_ros.models.vit import ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.sharing.loader import load_models
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
@@ -46,14 +48,33 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class TaskModels(nn.Module):
-    """Runs every task model on the same input; one module for one DDP wrapper."""
+    """Runs every task model on the same input; one module for one DDP wrapper.
+
+    A shared encoder (multi-task model) runs once and feeds every head (``run_tasks``), so a step costs one
+    encoder pass and its backward pass carries the sum of the tasks' gradients into the encoder.
+    """
 
     def __init__(self, models: nn.ModuleDict) -> None:
         super().__init__()
         self.models = models
 
     def forward(self, x: torch.Tensor, offset: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
-        return {task: m(x, offset) for task, m in self.models.items()}
+        return run_tasks(self.models, x, offset)
+
+
+def training_units(models: nn.ModuleDict) -> list[tuple[str, nn.Module]]:
+    """The parts of ``models`` that own disjoint parameters, in a fixed order: the task models when they are
+    independent; the shared encoder, then each task's head, for a multi-task model (its task models overlap).
+
+    Optimizer parameter groups and gradient clipping are built per unit, so no parameter is in two groups
+    (AdamW would step it twice) or clipped twice. Clipping a multi-task model's encoder and each head on their
+    own, rather than the union, keeps the independent models' rule that a task's large gradient does not shrink
+    another task's head update; the encoder, which takes the sum of all tasks' gradients, is clipped as one.
+    """
+    encoder = shared_encoder_of(models)
+    if encoder is None:
+        return list(models.items())
+    return [("encoder", encoder), *((f"{task}.head", m.head) for task, m in models.items())]
 
 
 class _SkipSampler(Sampler):
@@ -126,6 +147,9 @@ def warm_start(models: nn.ModuleDict, source: str) -> None:
 
     Tensors the checkpoint lacks keep their fresh initialisation and are logged (a head that gained a
     branch since); anything of another shape, or a task the checkpoint does not have, is an error.
+    Either kind of checkpoint starts either kind of model: a multi-task checkpoint starts independent models
+    (single-task fine-tuning, each from the shared encoder and its own head); independent models start a
+    shared encoder from the first task's encoder (the others' are logged as unused), with every task's head.
     """
     ckpt = read_checkpoint(source)
     absent = [t for t in models if t not in ckpt["weights"]]
@@ -141,6 +165,21 @@ def warm_start(models: nn.ModuleDict, source: str) -> None:
         fresh = sorted(set(own) - set(state))
         model.load_state_dict({**own, **state})
         log.info("train.init: %s from %s%s", task, source, f" (fresh: {', '.join(fresh)})" if fresh else "")
+    encoder = shared_encoder_of(models)
+    if encoder is not None:  # each task above loaded its own encoder into the one shared: the last one won
+        first = next(iter(models))
+        ref = {k.removeprefix("encoder."): v.float() for k, v in ckpt["weights"][first].items()
+               if k.startswith("encoder.")}
+
+        def same(task: str) -> bool:
+            w = ckpt["weights"][task]
+            return all(f"encoder.{k}" in w and torch.equal(w[f"encoder.{k}"].float(), v) for k, v in ref.items())
+
+        differ = [t for t in models if not same(t)]
+        encoder.load_state_dict({**encoder.state_dict(), **ref})
+        if differ:
+            log.warning("train.init: %s holds a different encoder per task; the shared encoder starts from %s's "
+                        "(those of %s are not used)", source, first, ", ".join(differ))
 
 
 def git_commit() -> str:
@@ -220,10 +259,11 @@ class Trainer:
                 raise ConfigError(f"train.crop: data.size {list(size)} != model.img_size {list(self.mcfg.img_size)}")
 
         torch.manual_seed(t["seed"])
-        models = build_task_models(self.mcfg, self.tasks)
+        models = build_task_models(self.mcfg, self.tasks, shared_encoder=t["shared_encoder"])
+        self.shared_encoder = shared_encoder_of(models) is not None
         if cfg["backbone"]["pretrained"]:
-            for task in self.tasks:
-                load_timm_encoder(models[task].encoder, str(cfg["backbone"]["pretrained"]))
+            for encoder in {id(m.encoder): m.encoder for m in models.values()}.values():  # a shared one once
+                load_timm_encoder(encoder, str(cfg["backbone"]["pretrained"]))
         if t["init"]:
             warm_start(models, str(t["init"]))
         if cfg["export"]["merge"]:  # fail now rather than after the training
@@ -235,10 +275,11 @@ class Trainer:
             self.net: nn.Module = DistributedDataParallel(net, device_ids=ids)
         else:
             self.net = net
+        self.units = training_units(self.models)
         groups = []
-        for task in self.tasks:
-            decay = [p for n, p in self.models[task].named_parameters() if p.ndim > 1 and "pos_embed" not in n]
-            no_decay = [p for n, p in self.models[task].named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+        for _, unit in self.units:
+            decay = [p for n, p in unit.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+            no_decay = [p for n, p in unit.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
             groups += [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -261,6 +302,7 @@ class Trainer:
                 "config": self.cfg,
                 "model_config": self.mcfg.to_dict(),
                 "models": {task: m.state_dict() for task, m in self.models.items()},
+                "shared_encoder": self.shared_encoder,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
             },
@@ -278,6 +320,13 @@ class Trainer:
                 f"{path}: cannot resume, its model config/tasks differ from this config "
                 f"({state['model_config']} {sorted(state['models'])}); use another train.out_dir or train.resume=false"
             )
+        if state.get("shared_encoder", False) != self.shared_encoder:  # the optimizer's groups differ too
+            raise ConfigError(
+                f"{path}: cannot resume, it was trained with train.shared_encoder={state.get('shared_encoder', False)}"
+                f"; use another train.out_dir or train.resume=false"
+            )
+        # load_state_dict copies into the existing parameters, so a shared encoder stays one object (its
+        # weights, equal in every task's entry, are written once per task)
         for task, sd in state["models"].items():
             self.models[task].load_state_dict(sd)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -304,6 +353,7 @@ class Trainer:
                 "val_samples": len(self.val_set) if self.val_set is not None else 0,
             },
             "world_size": self.info.world_size,
+            "shared_encoder": self.shared_encoder,
             "device": str(self.device),
             "torch": str(torch.__version__),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -363,7 +413,8 @@ class Trainer:
         loader = self._val_loader()
         if loader is None:
             return None
-        return evaluate(self.models, loader, self.device, self.mcfg.num_classes, self.info, self.amp)
+        forward = (lambda x: run_tasks(self.models, x)) if self.shared_encoder else None  # the encoder once
+        return evaluate(self.models, loader, self.device, self.mcfg.num_classes, self.info, self.amp, forward=forward)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on one (local) batch; returns the global mean loss per task."""
@@ -401,8 +452,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if t["grad_clip"]:
-            for task in self.tasks:
-                nn.utils.clip_grad_norm_(self.models[task].parameters(), t["grad_clip"])
+            for _, unit in self.units:  # each parameter once (``training_units``)
+                nn.utils.clip_grad_norm_(unit.parameters(), t["grad_clip"])
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
