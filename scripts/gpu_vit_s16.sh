@@ -7,6 +7,8 @@
 # The GPU machine has torch but no MuJoCo and no network: first, here, `scripts/gpu_vit_s16.sh --prepare`
 # downloads the wheels the renderer needs into .whl/ (ignored by git), then on the GPU machine, with .whl
 # carried:  bash scripts/gpu_vit_s16.sh
+# MuJoCo renders there through EGL; where the image lacks libEGL, carry Debian's libegl1/libglvnd0/libopengl0
+# packages and unpack them first (the device tool's README, "Headless rendering").
 # Budget (seconds, override by environment): RENDER_S ~120, PRETRAIN_S 240, FINETUNE_S 150, eval ~30.
 set -euo pipefail
 cd "$(dirname "$0")/.."
