@@ -95,6 +95,34 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
             assert torch.allclose(a, theirs[name], atol=1e-6), f"{task} {name}"
 
 
+def test_a_fresh_checkout_resumes_from_the_committed_bf16_snapshot(tmp_path):
+    """train.snapshot: a bf16 copy of the state beside last.pt; with out_dir gone (a fresh clone), training
+    continues from it at the same step, close to the uninterrupted run (bf16 rounding only)."""
+    crop = ["train.steps=6", "train.crop=[32,48]", "train.full_res_steps=2", f"train.snapshot={tmp_path}/snap.pt"]
+    straight = train(tiny_config(tmp_path / "a", *crop[:3]), ToyScenes(24), None)
+    interrupted = Trainer(tiny_config(tmp_path / "b", *crop), ToyScenes(24), None)
+    batches = interrupted._batches()
+    for _ in range(4):
+        interrupted.train_step(next(batches))
+    interrupted.save_state()
+    snap = torch.load(tmp_path / "snap.pt", weights_only=False)
+    weights = [v for sd in snap["models"].values() for v in sd.values() if v.is_floating_point()]
+    assert weights and all(v.dtype == torch.bfloat16 for v in weights)
+    assert (tmp_path / "snap.pt").stat().st_size < 0.6 * (tmp_path / "b" / "last.pt").stat().st_size
+    (tmp_path / "b" / "last.pt").unlink()
+    resumed = train(tiny_config(tmp_path / "c", *crop), ToyScenes(24), None)
+    assert resumed.step == 6
+    assert [r["step"] for r in read_log(tmp_path / "c") if "loss/depth" in r] == [5, 6]  # resumed, not restarted
+    for task in straight.models:
+        theirs = resumed.models[task].state_dict()
+        for name, a in straight.models[task].state_dict().items():
+            assert theirs[name].dtype == a.dtype
+            assert torch.allclose(a, theirs[name], atol=2e-2, rtol=2e-2), f"{task} {name}"
+    fresh = Trainer(tiny_config(tmp_path / "d", *crop[:3]), ToyScenes(24), None)
+    fresh.maybe_resume()
+    assert fresh.step == 0  # no snapshot configured: a new run
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="train.stpes"):
         load_config(None, ["train.stpes=3"])

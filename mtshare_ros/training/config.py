@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 200,
         "out_dir": "runs/train",
         "resume": True,  # continue from out_dir/last.pt when it exists
+        # bf16 copy of the training state written beside last.pt, resumed from when out_dir has none: commit
+        # it so that training continues from a fresh checkout (another machine, the next session)
+        "snapshot": None,
         "init": None,  # mtshare checkpoint ('default' or a path) to start the task models from (warm start)
         # true: one encoder shared by every task's head (a multi-task model: each labelled frame teaches all the
         # tasks through one encoder, run once per batch); false: independent single-task models

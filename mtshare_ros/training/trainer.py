@@ -90,6 +90,27 @@ class _SkipSampler(Sampler):
         return max(0, len(self.base) - self.skip)
 
 
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _to_bf16(obj: Any) -> Any:
+    """``obj`` with every floating-point tensor in bf16 (nested dicts and lists; other values unchanged).
+
+    bf16 keeps fp32's exponent range, so Adam's second moments (~1e-12) survive, at 3 significant digits.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.to(torch.bfloat16) if obj.is_floating_point() and obj.dim() > 0 else obj
+    if isinstance(obj, dict):
+        return {k: _to_bf16(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_bf16(v) for v in obj)
+    return obj
+
+
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
     if step < warmup:
@@ -289,29 +310,38 @@ class Trainer:
         self.elapsed = 0.0
 
     # ----------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "config": self.cfg,
+            "model_config": self.mcfg.to_dict(),
+            "models": {task: m.state_dict() for task, m in self.models.items()},
+            "shared_encoder": self.shared_encoder,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
     def save_state(self) -> None:
-        """Training state for resume (rank 0 writes; atomic rename)."""
+        """Training state for resume (rank 0 writes; atomic rename), and its compact snapshot when
+        ``train.snapshot`` names one: the same state with float tensors in bf16 (a third of the size, small
+        enough to commit), which a fresh checkout resumes from when ``out_dir`` holds no state."""
         if not self.info.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / (STATE_FILE + ".tmp")
-        torch.save(
-            {
-                "step": self.step,
-                "elapsed_s": self.elapsed,
-                "config": self.cfg,
-                "model_config": self.mcfg.to_dict(),
-                "models": {task: m.state_dict() for task, m in self.models.items()},
-                "shared_encoder": self.shared_encoder,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-            },
-            tmp,
-        )
-        os.replace(tmp, self.out_dir / STATE_FILE)
+        state = self._state()
+        _atomic_save(state, self.out_dir / STATE_FILE)
+        snapshot = self.cfg["train"]["snapshot"]
+        if snapshot:
+            _atomic_save(_to_bf16(state), Path(snapshot))
 
     def maybe_resume(self) -> None:
+        """Continue from ``out_dir``'s state, else from ``train.snapshot`` (bf16: the optimizer casts its
+        moments back to the parameters' fp32 and the models copy into fp32 parameters)."""
         path = self.out_dir / STATE_FILE
+        snapshot = self.cfg["train"]["snapshot"]
+        if not path.is_file() and snapshot and Path(snapshot).is_file():
+            path = Path(snapshot)
         if not (self.cfg["train"]["resume"] and path.is_file()):
             return
         state = torch.load(path, map_location="cpu", weights_only=False)
