@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.ros.resources import use_fastdds_profile
-from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
+from mtshare_ros.runtime.colorize import colorize_array
 from mtshare_ros.sharing.loader import describe_checkpoint
 from mtshare_ros.training.metrics import HEADLINE, build_metrics
 
@@ -133,12 +133,13 @@ def side_by_side(frame, out: dict) -> np.ndarray:
     gt_depth = cv2.resize(np.where(frame.depth > 0, frame.depth, np.nan), (w, h), interpolation=cv2.INTER_NEAREST)
     vmax = float(np.nanpercentile(gt_depth, 98)) if np.isfinite(gt_depth).any() else None
     n = len(SYNTHETIC_CLASSES)
-    pred_row = [rgb, colorize_segmentation(seg, n), colorize_depth(depth, vmax), colorize_normals(normals)]
+    pred_row = [rgb, colorize_array("segmentation", seg, n), colorize_array("depth", depth, n, vmax),
+                colorize_array("normals", normals, n)]
     gt_row = [
         rgb,
-        colorize_segmentation(cv2.resize(frame.segmentation, (w, h), interpolation=cv2.INTER_NEAREST), n),
-        colorize_depth(gt_depth, vmax),
-        colorize_normals(cv2.resize(frame.normals, (w, h), interpolation=cv2.INTER_NEAREST)),
+        colorize_array("segmentation", cv2.resize(frame.segmentation, (w, h), interpolation=cv2.INTER_NEAREST), n),
+        colorize_array("depth", gt_depth, n, vmax),
+        colorize_array("normals", cv2.resize(frame.normals, (w, h), interpolation=cv2.INTER_NEAREST), n),
     ]
     labels = ["input", "segmentation", "depth", "normals"]
     for img, label in zip(pred_row, labels, strict=True):

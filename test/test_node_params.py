@@ -7,8 +7,8 @@ import ast
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 import yaml
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
@@ -114,10 +114,10 @@ def test_visualisation_outputs_only_while_subscribed(node):
     pred = Prediction(
         size=(4, 6),
         scale=(1.0, 1.0),
-        segmentation=np.zeros((4, 6), np.uint8),
-        depth=np.ones((4, 6), np.float32),
-        normals=np.tile(np.array([0, 0, -1], np.float32), (4, 6, 1)),
-        image=np.zeros((4, 6, 3), np.uint8),
+        segmentation=torch.zeros((4, 6), dtype=torch.uint8),
+        depth=torch.ones((4, 6)),
+        normals=torch.tensor([0.0, 0.0, -1.0]).repeat(4, 6, 1),
+        image=torch.zeros((4, 6, 3), dtype=torch.uint8),
     )
     out = assemble_outputs(pred, 5, node.outputs.wanted(), None)
     assert set(out) == {"segmentation", "depth", "normals"}

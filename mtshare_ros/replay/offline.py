@@ -61,6 +61,7 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
                 tolerance: float = 0.03, progress: bool = True, desc: str = "replay") -> dict:
     """Replay every frame; returns the run's summary (``evaluation.summarize``) with the stream breaks seen."""
     from mtshare_ros.ros.publish import OutputPublishers
+    from mtshare_ros.runtime.buffers import OutputBuffers
     from mtshare_ros.runtime.decode import FrameError
     from mtshare_ros.runtime.outputs import OUTPUT_NAMES, assemble_outputs
     from mtshare_ros.runtime.stream import StreamWatch
@@ -73,6 +74,7 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
     dense_cost = DenseCost(predictor)
     num_classes = len(predictor.class_names)
     breaks, first_error = [], ""
+    buffers = OutputBuffers()  # the node's reuse: each frame's arrays are written out and scored before the next
     bar = tqdm(total=topics.count, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     for frame in read_frames(reader, path, topics, tolerance, on_message=bag_out.copy):
@@ -90,8 +92,7 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
             breaks.append(f"frame {frame.index}: {why}")
         pred = predictor.predict(rgb, settings)
         full = rgb if getattr(settings, "output_size", "inference") == "input" else None
-        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), _camera(frame.info),
-                                   **({"rgb": full} if full is not None else {}))
+        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), _camera(frame.info), full, buffers)
         latency = (time.perf_counter() - t0) * 1e3
         bag_out.write_messages(OutputPublishers.to_messages(outputs, _header(frame)), frame.log_ns)
         stats = dict(pred.stats)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from mtshare_ros.replay.evaluation import TASKS, resize_nearest
-from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
+from mtshare_ros.runtime.colorize import colorize_array
 
 DEPTH_ERR_MAX = 0.5
 NORMALS_ERR_MAX = 60.0
@@ -96,10 +96,9 @@ class Pictures:
             self.vmax = float(np.percentile(finite, 98)) if finite.size else None
         blank = np.zeros((h, w, 3), np.uint8)
         panels = [small.copy()]
-        makers = {"segmentation": lambda a: colorize_segmentation(a, self.num_classes),
-                  "depth": lambda a: colorize_depth(a, self.vmax), "normals": colorize_normals}
         for task in TASKS:
-            panels.append(makers[task](outs[task]) if task in outs else blank.copy())
+            ok = task in outs
+            panels.append(colorize_array(task, outs[task], self.num_classes, self.vmax) if ok else blank.copy())
         for task in self.gt_tasks:
             ok = task in outs and task in gts
             panels.append(error_panel(task, outs[task], gts[task], small) if ok else blank.copy())

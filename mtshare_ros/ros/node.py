@@ -36,6 +36,7 @@ from mtshare_ros.ros import params
 from mtshare_ros.ros.conversions import camera_model, image_to_rgb
 from mtshare_ros.ros.publish import OutputPublishers
 from mtshare_ros.ros.resources import use_fastdds_profile
+from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel, camera_problem
 from mtshare_ros.runtime.decode import FrameError
 from mtshare_ros.runtime.latest_frame import LatestFrameWorker
@@ -79,6 +80,7 @@ class MtshareNode(LifecycleNode):
         self._warned: set[str] = set()
         self._camera_lock = threading.Lock()
         self.outputs: OutputPublishers | None = None
+        self._buffers = OutputBuffers()  # the outputs' memory, reused frame after frame by the worker
         self._subs: list = []
         self._diag_pub = None
         self._diag_timer = None
@@ -180,6 +182,7 @@ class MtshareNode(LifecycleNode):
             self.worker.stop()
         if self.predictor is not None:
             self.predictor.release()
+        self._buffers.release()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -256,7 +259,8 @@ class MtshareNode(LifecycleNode):
                             f"{self._subs[0].topic_name} are {rgb.shape[1]}x{rgb.shape[0]}: intrinsics are "
                             "rescaled by the camera_info's own size", f"size {camera.width}x{camera.height}")
         full = rgb if settings.output_size == "input" else None
-        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera, full)
+        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera, full,
+                                   self._buffers)  # turned into messages (copies) before the next frame reuses them
         messages = self.outputs.to_messages(outputs, msg.header)
         t3 = time.perf_counter()
         self.outputs.publish(messages)

@@ -1,20 +1,25 @@
-"""Everything published for one frame, as arrays: the raw maps, their false colours, the point cloud and the
-scaled camera model, keyed by output name.
+"""Everything published for one frame, as host arrays: the raw maps, their false colours, the point cloud and
+the scaled camera model, keyed by output name.
 
 The node publishes what this returns and nothing else, so a frame's outputs are decided here, in one place,
-without ROS types. Visualisation outputs (colours, points) cost a few milliseconds each, so only those in
-``wanted`` (someone subscribes) are made.
+without ROS types. Visualisation outputs (colours, points) cost time each, so only those in ``wanted`` (someone
+subscribes) are made. They are made where the prediction lives (the inference device; ``colorize.py``,
+``pointcloud.py``), and each output then crosses to the host once, into buffers reused across frames
+(``buffers.py``): on a GPU, whose inference takes a few milliseconds, copying the float maps to colour them on
+the CPU would cost more than the inference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
+import torch
 
+from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel, scale_camera
 from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
-from mtshare_ros.runtime.pointcloud import depth_to_points
+from mtshare_ros.runtime.pointcloud import POINT_FLOATS, as_points, depth_to_points
 from mtshare_ros.runtime.predictor import Prediction
 from mtshare_ros.runtime.upsample import at_input_resolution
 
@@ -24,30 +29,41 @@ OUTPUT_NAMES = RAW_OUTPUTS + COLOUR_OUTPUTS + ("points", "scaled_camera_info")
 """Every output, by its topic name relative to the node's namespace."""
 
 
+@torch.inference_mode()
 def assemble_outputs(
     pred: Prediction, num_classes: int, wanted: Collection[str], camera: CameraModel | None,
-    rgb: np.ndarray | None = None,
+    rgb: np.ndarray | None = None, buffers: OutputBuffers | None = None,
 ) -> dict[str, np.ndarray | CameraModel]:
     """The outputs of ``pred``: the raw maps of every task that ran, colours and points only when ``wanted``,
     and the camera model scaled to the outputs when a ``camera`` is known (the caller passes only one that
-    ``camera.camera_problem`` accepts). The point cloud needs depth and that camera model. ``rgb``: the camera
-    image, when the outputs are wanted at its resolution (``output_size: input``; ``upsample.py``)."""
+    ``camera.camera_problem`` accepts). The point cloud needs depth and that camera model; it is (H, W)
+    ``POINT_DTYPE`` records. ``rgb``: the camera image, when the outputs are wanted at its resolution
+    (``output_size: input``; ``upsample.py``). ``buffers``: memory reused across frames (the arrays returned are
+    valid until the next call with the same ``buffers``); without, every array is new."""
     if rgb is not None:
         pred = at_input_resolution(pred, rgb)
+    buffers = buffers if buffers is not None else OutputBuffers()
+    colour: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+        "segmentation": lambda a, o: colorize_segmentation(a, num_classes, o),
+        "depth": lambda a, o: colorize_depth(a, None, o),
+        "normals": colorize_normals,
+    }
     out: dict[str, np.ndarray | CameraModel] = {}
-    colour = {"segmentation": lambda a: colorize_segmentation(a, num_classes), "depth": colorize_depth,
-              "normals": colorize_normals}
     for name in RAW_OUTPUTS:
-        array = getattr(pred, name)
-        if array is None:
+        tensor = getattr(pred, name)
+        if tensor is None:
             continue
-        out[name] = array
-        if f"{name}/color" in wanted:
-            out[f"{name}/color"] = colour[name](array)
-    if camera is None:
-        return out
-    scaled = out["scaled_camera_info"] = scale_camera(camera, pred.size, pred.scale)
-    if pred.depth is not None and "points" in wanted:
-        labels = pred.segmentation if pred.segmentation is not None else np.zeros(pred.size, np.uint8)
-        out["points"] = depth_to_points(pred.depth, scaled.k, pred.image, labels)
+        out[name] = buffers.to_host(name, tensor)
+        key = f"{name}/color"
+        if key in wanted:
+            h, w = tensor.shape[:2]
+            work = buffers.device(key, (h, w, 3), torch.uint8, tensor.device)
+            out[key] = buffers.to_host(key, colour[name](tensor, work))
+    if camera is not None:
+        scaled = out["scaled_camera_info"] = scale_camera(camera, pred.size, pred.scale)
+        if pred.depth is not None and "points" in wanted:
+            work = buffers.device("points", (*pred.size, POINT_FLOATS), torch.float32, pred.depth.device)
+            cloud = depth_to_points(pred.depth, scaled.k, pred.image, pred.segmentation, work)
+            out["points"] = as_points(buffers.to_host("points", cloud))
+    buffers.wait()
     return out

@@ -3,7 +3,8 @@
 ``Predictor`` owns the models and the device; each ``predict`` call takes the ``FrameSettings`` of that frame
 whole. Frames are resized so that the model sees ``cfg.img_size[0]`` rows and a width rounded to the patch
 size (aspect ratio kept); outputs stay at that inference resolution and ``Prediction.scale`` says how to scale
-the camera intrinsics to it (``runtime/camera.py``).
+the camera intrinsics to it (``runtime/camera.py``). The maps stay on the device: ``runtime/outputs.py`` makes
+colours and points there and copies each output to the host once.
 """
 
 from __future__ import annotations
@@ -38,13 +39,23 @@ def inference_size(
     return h, w
 
 
+def _in_range(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``depth`` with NaN outside [low, high] (invalid, REP 118), on its device. On the CPU through numpy: torch
+    runs an elementwise op of a frame's size on all its threads, and on a busy CPU that parallel region waits for
+    a second core (measured 1.3x slower on one thread, up to 100x on two while another process loads them)."""
+    if depth.device.type == "cpu":
+        d = depth.numpy()
+        return torch.from_numpy(np.where((d >= low) & (d <= high), d, np.float32(np.nan)))
+    return torch.where((depth >= low) & (depth <= high), depth, torch.nan)
+
+
 class OutOfMemory(RuntimeError):
     """The device ran out of memory on a frame; its caches were released, the next frame may fit."""
 
 
 @dataclass
 class Prediction:
-    """Per-task outputs at the inference resolution.
+    """Per-task outputs at the inference resolution, as tensors on the predictor's device (contiguous).
 
     segmentation: (h, w) uint8 class ids; depth: (h, w) float32 metres, NaN where invalid;
     normals: (h, w, 3) float32 unit vectors in the camera optical frame (x right, y down, z forward).
@@ -54,10 +65,10 @@ class Prediction:
 
     size: tuple[int, int]
     scale: tuple[float, float]  # (sx, sy) from input pixels to output pixels
-    image: np.ndarray | None = None
-    segmentation: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    normals: np.ndarray | None = None
+    image: torch.Tensor | None = None
+    segmentation: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
+    normals: torch.Tensor | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -117,15 +128,17 @@ class Predictor:
 
     def preprocess(
         self, rgb: np.ndarray, max_width: int | None = None
-    ) -> tuple[torch.Tensor, tuple[float, float], np.ndarray]:
-        """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, the scale and the resized RGB."""
+    ) -> tuple[torch.Tensor, tuple[float, float], torch.Tensor]:
+        """uint8 (H, W, 3) RGB -> normalised (1, 3, h, w) tensor on the device, the scale and the resized uint8
+        RGB on the device (it colours the point cloud there)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         h0, w0 = rgb.shape[:2]
         h, w = inference_size(h0, w0, self.cfg.img_size[0], self.cfg.patch_size, max_width)
         resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (h0, w0) else rgb
-        x = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        return (x - self._mean) / self._std, (w / w0, h / h0), resized
+        image = torch.from_numpy(np.ascontiguousarray(resized)).to(self.device)
+        x = image.permute(2, 0, 1)[None].float() / 255.0
+        return (x - self._mean) / self._std, (w / w0, h / h0), image
 
     def _run(self, x: torch.Tensor, settings: FrameSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
@@ -170,13 +183,11 @@ class Predictor:
         pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
         if "segmentation" in settings.tasks:
             # max().indices: the same labels as argmax, ~10x cheaper on CPU for (K, H, W) logits
-            pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8).cpu().numpy()
+            pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8)
         if "depth" in settings.tasks:
-            d = outputs["depth"][0, 0].float().cpu().numpy()
-            valid = (d >= settings.min_depth) & (d <= settings.max_depth)
-            pred.depth = np.where(valid, d, np.nan).astype(np.float32)
+            pred.depth = _in_range(outputs["depth"][0, 0].float(), settings.min_depth, settings.max_depth)
         if "normals" in settings.tasks:
-            pred.normals = outputs["normals"][0].float().permute(1, 2, 0).contiguous().cpu().numpy()
+            pred.normals = outputs["normals"][0].float().permute(1, 2, 0).contiguous()
         t3 = time.perf_counter()
         pred.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return pred

@@ -9,10 +9,12 @@ the wall behind it (no flying pixels in the point cloud).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import cv2
 import numpy as np
+import torch
 
 from mtshare_ros.runtime.predictor import Prediction
 
@@ -60,14 +62,21 @@ def upsample_normals(normals: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def at_input_resolution(pred: Prediction, rgb: np.ndarray) -> Prediction:
-    """``pred`` at the resolution of the camera image ``rgb`` it was made from (which also colours the points)."""
+    """``pred`` at the resolution of the camera image ``rgb`` it was made from (which also colours the points).
+
+    Resized with OpenCV on the CPU: each map is copied off the device once, and the result lives on the CPU
+    (its colours and points are then made there)."""
     size = rgb.shape[:2]
+
+    def up(t: torch.Tensor | None, resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray]) -> torch.Tensor | None:
+        return None if t is None else torch.from_numpy(resize(t.cpu().numpy(), size))
+
     return replace(
         pred,
         size=size,
         scale=(1.0, 1.0),
-        image=rgb,
-        segmentation=None if pred.segmentation is None else upsample_segmentation(pred.segmentation, size),
-        depth=None if pred.depth is None else upsample_depth(pred.depth, size),
-        normals=None if pred.normals is None else upsample_normals(pred.normals, size),
+        image=torch.from_numpy(np.ascontiguousarray(rgb)),
+        segmentation=up(pred.segmentation, upsample_segmentation),
+        depth=up(pred.depth, upsample_depth),
+        normals=up(pred.normals, upsample_normals),
     )
