@@ -13,9 +13,8 @@ from torch.utils.data import DataLoader, Subset
 from mtshare_ros.models.checkpoint import CheckpointError
 from mtshare_ros.models.device import select_device
 from mtshare_ros.sharing.loader import load_models
-from mtshare_ros.sharing.run import RunStats
 from mtshare_ros.training.datasets import make_dataset
-from mtshare_ros.training.evaluate import evaluate, write_reports
+from mtshare_ros.training.evaluate import evaluate, evaluate_engine, write_reports
 from mtshare_ros.training.model_stats import count_gmacs, count_parameters, time_forward
 
 
@@ -78,30 +77,26 @@ def main(argv: list[str]) -> int:
         dataset = Subset(dataset, range(min(args.max_samples, len(dataset))))
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers)
     models.to(device)
-    forward, sharing = None, None
+    sharing = None
     if shared is not None:
         shared.to(device)
-        runs: list[RunStats] = []
-
-        def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            out, stats = shared(x, thresholds=thr, max_token_fraction=frac, tasks=list(models))
-            runs.append(stats)
-            return {t: o for t, o in out.items() if t in models}  # the base task always runs; report what was asked
-
-        sharing = {"threshold": thr, "max_token_fraction": frac, "source": loaded.sharing_source}
-    metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False, forward=forward)
-    if shared is not None:
-        sharing["recomputed_fraction"] = {
-            t: sum(r.recomputed_fraction[t] for r in runs) / len(runs) for t in runs[0].recomputed_fraction
+        run = evaluate_engine(shared, list(models), loader, device, cfg.num_classes, thr, frac)
+        metrics = run.metrics
+        sharing = {
+            "threshold": thr,
+            "max_token_fraction": frac,
+            "source": loaded.sharing_source,
+            "recomputed_fraction": run.recomputed_fraction,
+            "macs_vs_independent": run.macs_vs_independent,
         }
-        sharing["macs_vs_independent"] = sum(r.macs_total for r in runs) / sum(r.macs_dense_total for r in runs)
-    frames = sum(r.frames for r in runs) if shared is not None else 0
+    else:
+        metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False)
     for task, m in models.items():
         if shared is not None:  # what the engine stores and executed per frame, not a dense model's
             subs = shared.subtasks
             stored = subs[task].storage()["values"] if task in subs else count_parameters(shared.base)
             metrics[task]["params_M"] = stored / 1e6
-            metrics[task]["GMACs"] = sum(r.macs[task] for r in runs) / frames / 1e9
+            metrics[task]["GMACs"] = run.gmacs[task]
             continue
         metrics[task]["params_M"] = count_parameters(m) / 1e6
         metrics[task]["GMACs"] = count_gmacs(m, size)

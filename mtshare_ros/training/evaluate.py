@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from torch import nn
 from tqdm import tqdm
 
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from mtshare_ros.sharing.engine import SharedMultiTaskModel
+from mtshare_ros.sharing.run import RunStats
 from mtshare_ros.training.distributed import DistInfo, all_reduce_sum
 from mtshare_ros.training.metrics import HEADLINE, build_metrics
 
@@ -58,6 +61,59 @@ def evaluate(
     for acc in metrics.values():
         all_reduce_sum(acc.state, info)
     return {task: acc.compute() for task, acc in metrics.items()}
+
+
+@dataclass
+class EngineEvaluation:
+    """What ``evaluate_engine`` measured: ``metrics`` per task as ``evaluate`` returns them, and what the engine
+    executed to get them: per task the fraction of tokens recomputed (mean over batches, the base 1.0) and GMACs
+    per frame, all tasks' GMACs per frame, and its executed MACs against what the independent models would
+    execute on the same frames (the engine's own count, ``sharing/cost.py``)."""
+
+    metrics: dict[str, dict[str, Any]]
+    recomputed_fraction: dict[str, float]
+    gmacs: dict[str, float]
+    gmacs_total: float
+    macs_vs_independent: float
+    frames: int
+
+
+def evaluate_engine(
+    shared: SharedMultiTaskModel,
+    tasks: Sequence[str],
+    batches: Iterable[dict[str, Any]],
+    device: torch.device,
+    num_classes: int,
+    thresholds: Mapping[str, float] | float,
+    max_token_fraction: float,
+    progress: bool = True,
+) -> EngineEvaluation:
+    """Metrics of the shared engine (base task in full, sub-tasks on the tokens that differ) on ``batches``, with
+    the engine's statistics of the same runs. ``tasks``: what is scored (the base task runs whatever is asked,
+    since the sub-tasks read it). One function for ``mtshare eval --sharing`` and the model benchmark, so that
+    the two cannot measure the engine differently."""
+    runs: list[RunStats] = []
+
+    def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, stats = shared(x, thresholds=thresholds, max_token_fraction=max_token_fraction, tasks=list(tasks))
+        runs.append(stats)
+        return {t: o for t, o in out.items() if t in tasks}
+
+    # ``evaluate`` only needs the task names here (and puts what it is given in eval mode): the engine runs them
+    metrics = evaluate({t: shared for t in tasks}, batches, device, num_classes, progress=progress, forward=forward)
+    if not runs:
+        raise ValueError("evaluate_engine: no batches")
+    frames = sum(r.frames for r in runs)
+    return EngineEvaluation(
+        metrics=metrics,
+        recomputed_fraction={
+            t: sum(r.recomputed_fraction[t] for r in runs) / len(runs) for t in runs[0].recomputed_fraction
+        },
+        gmacs={t: sum(r.macs[t] for r in runs) / frames / 1e9 for t in runs[0].macs},
+        gmacs_total=sum(r.macs_total for r in runs) / frames / 1e9,
+        macs_vs_independent=sum(r.macs_total for r in runs) / sum(r.macs_dense_total for r in runs),
+        frames=frames,
+    )
 
 
 def _fmt(value: Any) -> str:
