@@ -39,6 +39,7 @@ from mtshare_ros.ros.resources import use_fastdds_profile
 from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel, camera_problem
 from mtshare_ros.runtime.decode import FrameError
+from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap
 from mtshare_ros.runtime.latest_frame import LatestFrameWorker
 from mtshare_ros.runtime.outputs import assemble_outputs
 from mtshare_ros.runtime.predictor import OutOfMemory, Predictor
@@ -81,6 +82,7 @@ class MtshareNode(LifecycleNode):
         self._camera_lock = threading.Lock()
         self.outputs: OutputPublishers | None = None
         self._buffers = OutputBuffers()  # the outputs' memory, reused frame after frame by the worker
+        self._heap = HeapTrimmer()  # freed memory back to the OS after shape changes: resident memory stays flat
         self._subs: list = []
         self._diag_pub = None
         self._diag_timer = None
@@ -183,6 +185,7 @@ class MtshareNode(LifecycleNode):
         if self.predictor is not None:
             self.predictor.release()
         self._buffers.release()
+        trim_heap()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -259,7 +262,8 @@ class MtshareNode(LifecycleNode):
                             f"{self._subs[0].topic_name} are {rgb.shape[1]}x{rgb.shape[0]}: intrinsics are "
                             "rescaled by the camera_info's own size", f"size {camera.width}x{camera.height}")
         full = rgb if settings.output_size == "input" else None
-        outputs = assemble_outputs(pred, len(self.predictor.class_names), self.outputs.wanted(), camera, full,
+        wanted = self.outputs.wanted()
+        outputs = assemble_outputs(pred, len(self.predictor.class_names), wanted, camera, full,
                                    self._buffers)  # turned into messages (copies) before the next frame reuses them
         messages = self.outputs.to_messages(outputs, msg.header)
         t3 = time.perf_counter()
@@ -276,6 +280,7 @@ class MtshareNode(LifecycleNode):
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
         self.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
+        self._heap.after_frame((rgb.shape, pred.size, settings.tasks, settings.output_size, frozenset(wanted)))
 
     def _on_frame_error(self, exc: BaseException) -> None:
         """A frame that failed: the cause in one line through the node's logger (throttled), the traceback at
