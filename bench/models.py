@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mtshare_ros.models.checkpoint import CheckpointError, checkpoint_shares_encoder, load_checkpoint
+from mtshare_ros.models.checkpoint import CheckpointError, checkpoint_shares_encoder, load_multitask_checkpoint
 from mtshare_ros.models.vit import DenseViT, run_tasks
 from mtshare_ros.ros.params import PARAMS, frame_settings
 from mtshare_ros.runtime.settings import FrameSettings
@@ -239,9 +239,7 @@ def load_multitask(path: str) -> tuple[Variant, int]:
     """The multi-task variant and its number of classes; refused, said why, when ``path`` is not a multi-task
     checkpoint."""
     try:
-        if not checkpoint_shares_encoder(path):
-            raise SystemExit(f"--multitask {path}: not a multi-task checkpoint (train with train.shared_encoder=true)")
-        models, meta = load_checkpoint(path, tasks=list(TASKS), shared_encoder=True)
+        models, meta = load_multitask_checkpoint(path, list(TASKS))
     except CheckpointError as exc:
         raise SystemExit(f"--multitask: {exc}") from None
     cfg = meta["model_config"]

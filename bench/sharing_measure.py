@@ -24,12 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 # --- every import from the package (paths move during the restructuring: re-point them here)
-from mtshare_ros.models.checkpoint import (
-    DEFAULT_CHECKPOINT,
-    CheckpointError,
-    checkpoint_shares_encoder,
-    load_checkpoint,
-)
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_multitask_checkpoint
 from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.runtime.settings import SharingSettings
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
@@ -128,9 +123,7 @@ def load_multitask(path: str, cfg: ModelConfig) -> tuple[dict[str, DenseViT], st
     task models built around one encoder (run once per frame), with a line saying what it is. Refused, said why,
     when it is not one or cannot be compared with the benchmark's models (other classes, a task missing)."""
     try:
-        if not checkpoint_shares_encoder(path):
-            raise SystemExit(f"--multitask {path}: not a multi-task checkpoint (train with train.shared_encoder=true)")
-        models, meta = load_checkpoint(path, tasks=list(TASKS), shared_encoder=True)
+        models, meta = load_multitask_checkpoint(path, list(TASKS))
     except CheckpointError as exc:
         raise SystemExit(f"--multitask: {exc}") from None
     mc = meta["model_config"]

@@ -176,6 +176,17 @@ def load_checkpoint(
     return models, meta
 
 
+
+def load_multitask_checkpoint(
+    path: str | Path, tasks: list[str] | None = None
+) -> tuple[nn.ModuleDict, dict[str, Any]]:
+    """A multi-task checkpoint's models built around their one encoder (``load_checkpoint``); CheckpointError,
+    saying so, when ``path`` holds independent models instead."""
+    if not checkpoint_shares_encoder(path):
+        raise CheckpointError(f"{path}: not a multi-task checkpoint (train with train.shared_encoder=true)")
+    return load_checkpoint(path, tasks=tasks, shared_encoder=True)
+
+
 def _check_equal_encoders(weights: dict[str, dict[str, torch.Tensor]], tasks: list[str], where: str) -> None:
     """Raise ``CheckpointError`` unless every task in ``tasks`` stores the same encoder weights (the condition for
     loading them as one shared encoder: otherwise the last task loaded would silently win)."""
