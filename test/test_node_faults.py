@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+import torch
+from lifecycle_msgs.srv import GetState
 from std_msgs.msg import Header
 from test_node_e2e import Rig, scene
 
@@ -165,3 +167,23 @@ def test_a_4096x3072_frame_reaches_the_node(rig):
     rig.send_until(lambda h: rig.cam.publish(big, frame_id=h.frame_id), "big", outputs=("depth",), timeout=90)
     depth = image_to_array(rig.frames_with("depth", "big")[0].msg)
     assert depth.shape == (240, 320)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_asked_for_without_cuda_fails_clearly_and_the_node_stays_up(ros_session, tmp_path):
+    """``device: cuda`` is strict (a robot set up for a GPU must not quietly run on the CPU): configure fails
+    with the reason through the node's logger, the process keeps running, unconfigured, and serves nothing;
+    ``device: auto`` (the shipped default, tested everywhere else) runs on the CPU."""
+    r = Rig("/mtshare_cuda", tmp_path, extra_args=["-p", "device:=cuda"])
+    try:
+        assert spin_until(r.ex, lambda: "configure failed" in r.log.read_text(), 120), r.log.read_text()[-2000:]
+        log = r.log.read_text()
+        assert "[ERROR]" in log and "device 'cuda' requested but CUDA is not available" in log, log[-2000:]
+        state = r.call(GetState, "get_state", GetState.Request())
+        assert state.current_state.label == "unconfigured"
+        assert r.proc.poll() is None
+        r.cam.publish(scene(20), frame_id="nocuda")
+        r.spin(1.0)
+        assert not r.frames_with("segmentation", "nocuda")
+    finally:
+        r.close()
