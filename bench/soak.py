@@ -125,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         sent, start = 0, time.monotonic()
         sent_at: list[float] = []
         rss_start = None
+        rss_samples: list[tuple[float, float]] = []  # (monotonic, MiB) once a second: where memory moves
         restart_until = 0.0
         with tqdm(total=int(total_s * args.hz), desc="soak", unit="frame") as bar:
             while time.monotonic() - start < total_s:
                 now = time.monotonic() - start
                 if rss_start is None and now >= min(WARMUP_S, total_s / 4):
                     rss_start = rss_mb(proc.pid)
+                if not rss_samples or time.monotonic() - rss_samples[-1][0] >= 1.0:
+                    rss_samples.append((time.monotonic(), rss_mb(proc.pid)))
                 while plan and now >= plan[0][0] * total_s:
                     _, name, value = plan.pop(0)
                     if name == "restart":
@@ -161,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         lat = np.array([lt for t, lt in received if t0 <= t < t1])
         n_sent = sum(1 for t in sent_at if t0 <= t < t1)
         pct = {f"latency_ms_p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)} if lat.size else {}
-        windows.append({"start_s": round(float(w0), 1), "sent": n_sent, "delivered": int(lat.size), **pct})
+        rss = [m for t, m in rss_samples if t0 <= t < t1]
+        windows.append({"start_s": round(float(w0), 1), "sent": n_sent, "delivered": int(lat.size), **pct,
+                        **({"rss_mb_end": rss[-1]} if rss else {})})
     growth = (rss_end - rss_start) / rss_start if rss_start else float("nan")
     result = {
         "benchmark": "soak",
@@ -213,13 +218,14 @@ def markdown(r: dict[str, Any]) -> str:
         "Events: " + "; ".join(f"{e['t_s']} s {e['event']}" + ("" if e.get("accepted", True) else " (REFUSED)")
                                for e in r["events"]),
         "",
-        "| window start (s) | sent | delivered | latency p50 / p95 / p99 ms |",
-        "|---|---|---|---|",
+        "| window start (s) | sent | delivered | latency p50 / p95 / p99 ms | node RSS at its end (MiB) |",
+        "|---|---|---|---|---|",
     ]
     for w in r["windows"]:
         lat = (f"{w['latency_ms_p50']:.0f} / {w['latency_ms_p95']:.0f} / {w['latency_ms_p99']:.0f}"
                if "latency_ms_p50" in w else "-")
-        lines.append(f"| {w['start_s']:.0f} | {w['sent']} | {w['delivered']} | {lat} |")
+        rss = f"{w['rss_mb_end']:.0f}" if "rss_mb_end" in w else "-"
+        lines.append(f"| {w['start_s']:.0f} | {w['sent']} | {w['delivered']} | {lat} | {rss} |")
     return "\n".join(lines) + "\n"
 
 
