@@ -29,26 +29,28 @@ def test_default_is_small_fp16_with_provenance(default):
     assert prov["command"].startswith("mtshare train --config config/train/synthetic_small")
 
 
-def test_default_beats_chance_on_a_room_it_never_saw(default):
-    """One frame of room 39 of the standard dataset (its val split), rendered here."""
+def test_default_beats_chance_on_rooms_it_never_saw(default):
+    """One frame of each of five rooms of the current generator (none of them trained on), scored together:
+    single frames vary too much (a view of one textured wall can defeat segmentation)."""
     from mtshare_ros.data.synthetic import render_sequence
 
-    frame = next(iter(render_sequence(39, 1)))
     models, _ = default
     torch.set_num_threads(1)
-    x = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float() / 255.0
-    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        out = {task: m(x) for task, m in models.items()}
     seg, dep, nor = SegmentationMetrics(len(SYNTHETIC_CLASSES)), DepthMetrics(), NormalsMetrics()
-    seg.update(out["segmentation"], torch.from_numpy(frame.segmentation.astype(np.int64))[None])
-    dep.update(out["depth"], torch.from_numpy(frame.depth)[None])
-    nor.update(out["normals"], torch.from_numpy(frame.normals).permute(2, 0, 1)[None])
-    # chance: ~1/15 pixel accuracy, abs-rel of a constant guess ~0.3, ~60 degrees for a constant normal
+    for seed in range(39, 44):
+        frame = next(iter(render_sequence(seed, 1)))
+        x = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float() / 255.0
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        with torch.no_grad():
+            out = {task: m(x) for task, m in models.items()}
+        seg.update(out["segmentation"], torch.from_numpy(frame.segmentation.astype(np.int64))[None])
+        dep.update(out["depth"], torch.from_numpy(frame.depth)[None])
+        nor.update(out["normals"], torch.from_numpy(frame.normals).permute(2, 0, 1)[None])
+        assert torch.allclose(out["normals"].norm(dim=1), torch.ones(1), atol=1e-3)
+    # chance: ~1/15 pixel accuracy; a constant-shape guess ~0.4 scale-aligned abs-rel; ~60 deg for one normal
     assert seg.compute()["pixel_acc"] > 0.4
-    assert dep.compute()["abs_rel"] < 0.35
+    assert dep.compute()["abs_rel_aligned"] < 0.35
     assert nor.compute()["mean_deg"] < 45.0
-    assert torch.allclose(out["normals"].norm(dim=1), torch.ones(1), atol=1e-3)
 
 
 def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
