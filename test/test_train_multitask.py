@@ -162,6 +162,24 @@ def test_resume_continues_exactly_and_keeps_one_encoder(tmp_path):
         Trainer(tiny_config(tmp_path / "b", *crop, "train.steps=7", shared=False), ToyScenes(24), None).run()
 
 
+def test_bf16_snapshot_stores_the_shared_encoder_once(tmp_path):
+    """train.snapshot of a multi-task run: half of last.pt (bf16), not the encoder once per task; resuming from
+    it (out_dir gone, as on a fresh checkout) keeps one encoder."""
+    snap = tmp_path / "snap.pt"
+    cfg = tiny_config(tmp_path / "a", "train.steps=2", f"train.snapshot={snap}")
+    trainer = Trainer(cfg, ToyScenes(24), None)
+    trainer.save_state()
+    full = (tmp_path / "a" / "last.pt").stat().st_size
+    assert 0.4 * full < snap.stat().st_size < 0.6 * full
+    (tmp_path / "a" / "last.pt").unlink()
+    again = Trainer(tiny_config(tmp_path / "a", "train.steps=2", f"train.snapshot={snap}"), ToyScenes(24), None)
+    again.maybe_resume()
+    assert len(encoders(again.models)) == 1
+    for task in TASKS:
+        for name, a in trainer.models[task].state_dict().items():
+            assert torch.allclose(a, again.models[task].state_dict()[name], atol=1e-2, rtol=1e-2), name
+
+
 def test_fine_tune_single_tasks_from_the_multitask_model(tmp_path):
     """``train.init`` from a multi-task checkpoint starts independent models, each with the shared encoder and its
     own head, which then train apart; and independent models start a shared encoder from the first task's."""

@@ -97,17 +97,25 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _to_bf16(obj: Any) -> Any:
+def _to_bf16(obj: Any, memo: dict | None = None) -> Any:
     """``obj`` with every floating-point tensor in bf16 (nested dicts and lists; other values unchanged).
 
     bf16 keeps fp32's exponent range, so Adam's second moments (~1e-12) survive, at 3 significant digits.
+    Tensors that share memory (a shared encoder's weights, listed under every task) stay shared, so that
+    ``torch.save`` writes them once.
     """
+    memo = {} if memo is None else memo
     if isinstance(obj, torch.Tensor):
-        return obj.to(torch.bfloat16) if obj.is_floating_point() and obj.dim() > 0 else obj
+        if not (obj.is_floating_point() and obj.dim() > 0):
+            return obj
+        key = (obj.untyped_storage().data_ptr(), obj.storage_offset(), tuple(obj.shape), obj.stride())
+        if key not in memo:
+            memo[key] = obj.to(torch.bfloat16)
+        return memo[key]
     if isinstance(obj, dict):
-        return {k: _to_bf16(v) for k, v in obj.items()}
+        return {k: _to_bf16(v, memo) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_bf16(v) for v in obj)
+        return type(obj)(_to_bf16(v, memo) for v in obj)
     return obj
 
 
@@ -324,7 +332,7 @@ class Trainer:
 
     def save_state(self) -> None:
         """Training state for resume (rank 0 writes; atomic rename), and its compact snapshot when
-        ``train.snapshot`` names one: the same state with float tensors in bf16 (a third of the size, small
+        ``train.snapshot`` names one: the same state with float tensors in bf16 (half the size, small
         enough to commit), which a fresh checkout resumes from when ``out_dir`` holds no state."""
         if not self.info.is_main:
             return
