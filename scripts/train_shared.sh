@@ -6,6 +6,11 @@
 # the shipped independent models (the distilled rounds' teachers). Extra arguments are passed to every step
 # as overrides (e.g. train.threads=4). PARALLEL=1 trains the two sub-tasks at the same time (they are
 # independent; on 2 cores, two 1-thread runs finish sooner than two 2-thread runs one after the other).
+#
+# Against another base (the v3 models, scripts/train_v3.sh): BASE=<dense checkpoint> (the base task's model
+# and the distilled rounds' teacher), DATA='[root, ...]' (training folders), RUNS=<folder for each round's
+# output> (default runs/shared), EXPORT=<path with {task}> for the last round (default the shipped file),
+# RESUME=1 to skip rounds whose output exists (an interrupted chain continues at the round it stopped in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}  # the repository's virtual environment (make venv); PYTHON=... for another
@@ -19,15 +24,27 @@ rounds() {  # the configs of a task's chain, in order; each round starts from th
   if [ "$1" = normals ]; then echo shared_lowrank_grow shared_lowrank_grow_full shared_lowrank_grow_full2; fi
 }
 
-chain() {  # task, step-1 steps, overrides...; the last round exports mtshare_ros/weights/default_<task>.pt
+RUNS=${RUNS:-runs/shared}
+EXPORT=${EXPORT:-"mtshare_ros/weights/default_{task}.pt"}
+
+chain() {  # task, step-1 steps, overrides...; the last round exports EXPORT
   local task=$1 steps1=$2
   shift 2
-  local names
+  local names prev=""
   read -r -a names <<< "$(rounds "$task" | tr '\n' ' ')"
   for name in "${names[@]}"; do
-    local extra=()
+    local out="$RUNS/{task}_${name#shared_}.pt"
+    local extra=(out="$out")
+    if [ -n "$prev" ]; then extra+=(init="$RUNS/{task}_${prev#shared_}.pt"); fi
+    prev=$name
+    if [ "${RESUME:-0}" = 1 ] && [ -f "${out//\{task\}/$task}" ]; then continue; fi
+    if [ -n "${BASE:-}" ]; then
+      extra+=(base_checkpoint="$BASE")
+      if grep -q '^distill: default' "config/train/$name.yaml"; then extra+=(distill="$BASE"); fi
+    fi
+    if [ -n "${DATA:-}" ]; then extra+=("data.root=$DATA"); fi
     if [ "$name" = shared_lowrank_step1 ]; then extra+=(train.steps="$steps1"); fi
-    if [ "$name" = "${names[-1]}" ]; then extra+=(export=mtshare_ros/weights/default_{task}.pt); fi
+    if [ "$name" = "${names[-1]}" ]; then extra+=(export="$EXPORT"); fi
     "$PY" -m mtshare_ros.cli share-train --config "config/train/$name.yaml" task="$task" "${extra[@]}" "$@"
   done
 }
@@ -35,10 +52,10 @@ chain() {  # task, step-1 steps, overrides...; the last round exports mtshare_ro
 # Normals get three times the step-1 steps: they gained 1.2 deg there (28.5 -> 27.3 deg, all tokens, val),
 # 0.5 deg at the end; depth had no such run.
 if [ "${PARALLEL:-0}" = 1 ]; then
-  mkdir -p runs/shared
-  chain depth 3000 train.threads=1 "$@" > runs/shared/depth.log 2>&1 &
+  mkdir -p "$RUNS"
+  chain depth 3000 train.threads=1 "$@" > "$RUNS/depth.log" 2>&1 &
   depth=$!
-  chain normals 9000 train.threads=1 "$@" > runs/shared/normals.log 2>&1 &
+  chain normals 9000 train.threads=1 "$@" > "$RUNS/normals.log" 2>&1 &
   normals=$!
   wait "$depth"
   wait "$normals"

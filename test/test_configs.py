@@ -45,3 +45,26 @@ def test_the_sharing_recipe_chains_and_exports_once(tmp_path):
             assert after["init"] == before["out"]
         assert [bool(c["export"]) for c in cfgs] == [False] * (len(cfgs) - 1) + [True]
         assert cfgs[-1]["export"] == f"mtshare_ros/weights/default_{task}.pt"
+
+
+def test_the_sharing_recipe_runs_against_another_base_and_resumes_by_round(tmp_path):
+    """BASE / DATA / RUNS / EXPORT retarget the chain (the v3 models); RESUME=1 skips rounds already done."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    script = CONFIGS[0].parent.parent.parent / "scripts" / "train_shared.sh"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "depth_lowrank_step1.pt").write_bytes(b"done")
+    env = {**os.environ, "PYTHON": str(fake), "BASE": "base.pt", "DATA": "[data/v3/a]", "RUNS": str(runs),
+           "EXPORT": "out/default_{task}.pt", "RESUME": "1"}
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    calls = [line.split()[3:] for line in out.splitlines()]
+    cfgs = {(c[2], c[1]): load_share_config(str(script.parent.parent / c[1]), c[2:]) for c in calls}
+    assert ("task=depth", "config/train/shared_lowrank_step1.yaml") not in cfgs  # its output exists
+    assert ("task=normals", "config/train/shared_lowrank_step1.yaml") in cfgs
+    for (_, name), cfg in cfgs.items():
+        assert cfg["base_checkpoint"] == "base.pt" and cfg["data"]["root"] == ["data/v3/a"]
+        assert cfg["out"].startswith(str(runs))
+        assert cfg["distill"] == ("base.pt" if "distill" in name or "grow" in name else None), name
+    assert [c["export"] for c in cfgs.values() if c["export"]] == ["out/default_depth.pt", "out/default_normals.pt"]
