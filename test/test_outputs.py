@@ -160,3 +160,19 @@ def test_cuda_outputs_are_the_cpu_outputs(predict, kernels):
                 assert np.abs(gpu[name].astype(int) - cpu[name]).max() <= 1
             else:
                 assert gpu[name].tobytes() == cpu[name].tobytes(), name
+
+
+def test_switching_temporal_sharing_off_releases_its_buffers(predictor):
+    """The reference buffers belong to temporal sharing: switched off, they go (they would be stale anyway), so
+    a node that tried it and went back holds no memory for it."""
+    from dataclasses import replace
+
+    from mtshare_ros.sharing.temporal import TemporalSettings
+
+    on = replace(SMALL, temporal=TemporalSettings(enabled=True))
+    for seed in range(3):
+        predictor.predict(_frame(seed), on)
+    assert predictor.temporal_cache.nbytes() > 0
+    predictor.predict(_frame(3), SMALL)
+    assert predictor.temporal_cache.nbytes() == 0
+    assert predictor.predict(_frame(4), on).stats["keyframe"] == 1.0  # switched on again: starts afresh

@@ -143,6 +143,8 @@ class Predictor:
     def _run(self, x: torch.Tensor, settings: FrameSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
         s, temporal = settings.sharing, settings.temporal
+        if not temporal.enabled and self.temporal_cache.base:
+            self.temporal_cache.reset()  # temporal sharing switched off: its buffers are stale, and go now
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
             return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}
