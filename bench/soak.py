@@ -70,13 +70,15 @@ def set_param(node, ex, name: str, value) -> bool:
 
 def events(total_s: float) -> list[tuple[float, str, Any]]:
     """What happens when, as fractions of the run: parameter changes, and a camera that stops for 3 s and comes
-    back at another resolution (a driver restart)."""
+    back at another resolution (a driver restart), then once more at the first resolution, so that the run ends in
+    the configuration it was warmed up in and memory at the end against after warm-up measures what stayed."""
     return [
         (0.30, "tasks", ["segmentation"]),
         (0.35, "tasks", ["segmentation", "depth", "normals"]),
         (0.40, "sharing.threshold", 0.1),
         (0.45, "temporal.enabled", True),
-        (0.50, "restart", None),
+        (0.50, "restart", (360, 640)),
+        (0.65, "restart", (480, 640)),
         (0.70, "temporal.enabled", False),
         (0.75, "sharing.threshold", 0.05),
     ]
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=60.0, help="seconds per reported window")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak"))
     args = ap.parse_args(argv)
-    total_s = args.frames / args.hz if args.frames else args.minutes * 60.0
+    total_s = args.frames / args.hz if args.frames else args.minutes * 60.0  # expected; --frames runs to its count
     use_fastdds_profile()
     rclpy.init()
     log = Path(args.out).with_name(".soak_node.log")
@@ -127,18 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         rss_start = None
         rss_samples: list[tuple[float, float]] = []  # (monotonic, MiB) once a second: where memory moves
         restart_until = 0.0
-        with tqdm(total=int(total_s * args.hz), desc="soak", unit="frame") as bar:
-            while time.monotonic() - start < total_s:
+        def progress(now: float) -> float:
+            """How far the run is: by frames sent with --frames (the camera may not reach its rate), else by time."""
+            return sent / args.frames if args.frames else now / total_s
+
+        with tqdm(total=args.frames or int(total_s * args.hz), desc="soak", unit="frame") as bar:
+            while progress(time.monotonic() - start) < 1.0:
                 now = time.monotonic() - start
                 if rss_start is None and now >= min(WARMUP_S, total_s / 4):
                     rss_start = rss_mb(proc.pid)
                 if not rss_samples or time.monotonic() - rss_samples[-1][0] >= 1.0:
                     rss_samples.append((time.monotonic(), rss_mb(proc.pid)))
-                while plan and now >= plan[0][0] * total_s:
+                while plan and progress(now) >= plan[0][0]:
                     _, name, value = plan.pop(0)
                     if name == "restart":
-                        restart_until, size = now + 3.0, (360, 640)
-                        done_events.append({"t_s": round(now, 1), "event": "camera stops 3 s, restarts at 640x360"})
+                        restart_until, size = now + 3.0, value
+                        done_events.append({"t_s": round(now, 1),
+                                            "event": f"camera stops 3 s, restarts at {value[1]}x{value[0]}"})
                     else:
                         ok = set_param(node, ex, name, value)
                         done_events.append({"t_s": round(now, 1), "event": f"{name} := {value}", "accepted": ok})
@@ -147,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
                     sent_at.append(time.monotonic())
                     sent += 1
                     bar.update(1)
-                if args.frames and sent >= args.frames:
-                    break
                 due = start + (now // (1.0 / args.hz) + 1) * (1.0 / args.hz)  # the next tick of the camera clock
                 spin_until(ex, lambda d=due: time.monotonic() >= d, 1.0)
         spin_until(ex, lambda: False, 3.0)  # drain, and a last diagnostics message

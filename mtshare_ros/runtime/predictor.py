@@ -144,7 +144,9 @@ class Predictor:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
         s, temporal = settings.sharing, settings.temporal
         if not temporal.enabled and self.temporal_cache.base:
-            self.temporal_cache.reset()  # temporal sharing switched off: its buffers are stale, and go now
+            self.temporal_cache.reset()  # temporal sharing switched off: its buffers are stale, and go now,
+            if self.shared is not None:  # with the weights fused for its keyframes
+                self.shared.clear_caches()
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
             return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}

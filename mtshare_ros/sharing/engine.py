@@ -166,26 +166,28 @@ class SharedMultiTaskModel(nn.Module):
             self._fused[key] = build()
         return self._fused[key]
 
-    def _clear_caches(self) -> None:
+    def clear_caches(self) -> None:
+        """Drop the fused weights and head groupings built for earlier frames (rebuilt when next needed): a
+        temporal keyframe runs the sub-tasks from block 0 and fuses weights no per-frame run uses."""
         self._fused.clear()
         self._head_counts.clear()
 
     def set_subtask(self, st: SubTaskDelta) -> None:
         """Add or replace the sub-task ``st.task`` (it must fit the base, as in ``__init__``)."""
         _check_subtask(self.base, st.task, st)
-        self._clear_caches()
+        self.clear_caches()
         self.subtasks[st.task] = st
 
     def train(self, mode: bool = True) -> SharedMultiTaskModel:
-        self._clear_caches()  # weights are about to change
+        self.clear_caches()  # weights are about to change
         return super().train(mode)
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .half(), .cuda(): the cache would be stale
-        self._clear_caches()
+        self.clear_caches()
         return super()._apply(fn, recurse)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._clear_caches()
+        self.clear_caches()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ pieces of a run
