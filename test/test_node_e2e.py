@@ -108,15 +108,23 @@ class Rig:
         stop_process(self.proc)
         self.node.destroy_node()
 
+    def __enter__(self) -> Rig:
+        """The node up and connected (closed again if it does not come up)."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 @pytest.fixture(scope="module")
 def rig(ros_session, tmp_path_factory):
-    r = Rig("/mtshare_test", tmp_path_factory.mktemp("node"))
-    try:
-        r.wait_ready()
+    with Rig("/mtshare_test", tmp_path_factory.mktemp("node")) as r:
         yield r
-    finally:
-        r.close()
 
 
 def test_every_output_matches_the_input_frame(rig):

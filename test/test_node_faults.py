@@ -22,12 +22,8 @@ from mtshare_ros.ros.harness import camera_info_for, spin_until, stop_process
 
 @pytest.fixture(scope="module")
 def rig(ros_session, tmp_path_factory):
-    r = Rig("/mtshare_faults", tmp_path_factory.mktemp("node"))
-    try:
-        r.wait_ready()
+    with Rig("/mtshare_faults", tmp_path_factory.mktemp("node")) as r:
         yield r
-    finally:
-        r.close()
 
 
 def test_changing_tasks_while_frames_stream_fails_no_frame(rig):

@@ -22,13 +22,9 @@ def frames():
 
 @pytest.fixture(scope="module")
 def rig(ros_session, tmp_path_factory):
-    r = Rig("/mtshare_temporal", tmp_path_factory.mktemp("node"),
-            ["-p", "temporal.enabled:=true", "-p", "temporal.keyframe_interval:=1000"])
-    try:
-        r.wait_ready()
+    with Rig("/mtshare_temporal", tmp_path_factory.mktemp("node"),
+             ["-p", "temporal.enabled:=true", "-p", "temporal.keyframe_interval:=1000"]) as r:
         yield r
-    finally:
-        r.close()
 
 
 def _send(rig: Rig, rgb, stamp: float, timeout: float = 30.0) -> None:
