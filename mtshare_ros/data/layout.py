@@ -80,11 +80,10 @@ class RoomLayout:
             frame, length = self.wall_frame(side)
             ends = [frame.apply((a, 0.0, 0.0))[:2] for a in (0.0, length)]
             inside = [x0 - 1e-6 <= e[0] <= x0 + bw + 1e-6 and y0 - 1e-6 <= e[1] <= y0 + bd + 1e-6 for e in ends]
+            covered = bw if side in (0, 2) else bd
             if inside[0]:
-                covered = bw if side in (0, 2) else bd
                 self.wall_slots.append(WallSlot(side, 0.0, covered, 0.0, H))
             if inside[1]:
-                covered = bw if side in (0, 2) else bd
                 self.wall_slots.append(WallSlot(side, length - covered, length, 0.0, H))
 
     def wall_frame(self, side: int) -> tuple[Frame2D, float]:
