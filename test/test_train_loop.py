@@ -123,6 +123,28 @@ def test_a_fresh_checkout_resumes_from_the_committed_bf16_snapshot(tmp_path):
     assert fresh.step == 0  # no snapshot configured: a new run
 
 
+def test_export_state_writes_the_models_of_an_unfinished_run(tmp_path, capsys):
+    """``mtshare train --export-state``: the models where a run stopped, as a checkpoint, without training on."""
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text("data:\n  dataset: toy\n")
+    args = ["--config", str(cfg), *TINY, "train.steps=8", f"train.out_dir={tmp_path / 'run'}"]
+    assert train_cli.main([*args, "--export-state", str(tmp_path / "none.pt")]) == 2  # no state yet
+    assert "no training state" in capsys.readouterr().err
+    interrupted = Trainer(load_config(str(cfg), args[2:]), ToyScenes(24), None)
+    batches = interrupted._batches()
+    for _ in range(3):
+        interrupted.train_step(next(batches))
+    interrupted.save_state()
+    assert train_cli.main([*args, "--export-state", str(tmp_path / "mid.pt")]) == 0
+    assert "step 3 of 8" in capsys.readouterr().out
+    models, meta = load_checkpoint(tmp_path / "mid.pt")
+    assert meta["provenance"]["steps"] == 3 and meta["provenance"]["exported_from_state"]
+    for task, m in interrupted.models.items():
+        for name, a in m.state_dict().items():
+            assert torch.equal(a, models[task].state_dict()[name]), f"{task} {name}"
+    assert not (tmp_path / "run" / "model.pt").exists()  # nothing trained, nothing finished
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="train.stpes"):
         load_config(None, ["train.stpes=3"])

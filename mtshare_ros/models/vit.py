@@ -150,6 +150,13 @@ def token_map(feats: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
     return torch.cat(feats, dim=-1).view(b, *grid, -1).permute(0, 3, 1, 2)
 
 
+def final_layout(x: torch.Tensor) -> torch.Tensor:
+    """The layout a head's raw output is upsampled to full size in: channels-last for many channels
+    (segmentation logits: ~2x faster on CPU, 1.2 vs 2.5 ms for 15 x 240 x 320, and the per-pixel argmax after it
+    reads one pixel's logits together), NCHW for the few channels of depth and normals, where it is faster."""
+    return x.contiguous(memory_format=torch.channels_last) if x.shape[1] >= 8 else x.contiguous()
+
+
 class DenseHead(nn.Module):
     """Fuses multi-level tokens and upsamples to a dense map; task-specific output activation.
 
@@ -182,14 +189,13 @@ class DenseHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], image: torch.Tensor) -> torch.Tensor:
         """``image``: the model input (B, 3, H, W); sets the output size and feeds the detail branch."""
         size = tuple(image.shape[-2:])
-        # channels-last: the convolutions run ~15% faster on CPU (no layout reorders around oneDNN); the
-        # few-channel output goes back to NCHW, where the final upsampling is faster
+        # channels-last: the convolutions run ~15% faster on CPU (no layout reorders around oneDNN)
         x = self.fuse(token_map(feats, grid))
         x = self.up1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         if self.detail is not None:
             x = x + self.detail(image.contiguous(memory_format=torch.channels_last))
-        x = self.out(self.up2(x)).contiguous()
+        x = final_layout(self.out(self.up2(x)))
         return self.activate(self.task, F.interpolate(x, size=size, mode="bilinear", align_corners=False))
 
     @staticmethod

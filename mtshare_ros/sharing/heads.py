@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mtshare_ros.models.vit import DenseHead, token_map
+from mtshare_ros.models.vit import DenseHead, final_layout, token_map
 
 
 def can_group(heads: list[DenseHead]) -> bool:
@@ -71,7 +71,7 @@ class GroupedHeads:
 
     def _outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Every task's output 1x1 convolution on its channel block of ``x`` (channels-last), as matrix products
-        on the (pixels, channels) view (on CPU ~6x faster than small convolutions); NCHW out."""
+        on the (pixels, channels) view (on CPU ~6x faster than small convolutions); out in ``final_layout``."""
         b, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view for channels-last memory
         width = c // self.groups
@@ -80,7 +80,7 @@ class GroupedHeads:
             y = torch.addmm(bias, rows[..., t * width:(t + 1) * width].reshape(b * h * w, width),
                             wt.view(wt.shape[0], width).t())
             ys.append(y)
-        return torch.cat(ys, 1).view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        return final_layout(torch.cat(ys, 1).view(b, h, w, -1).permute(0, 3, 1, 2))
 
     def forward(
         self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML file, e.g. config/train/synthetic_small.yaml")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=100 train.lr=5e-4")
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    p.add_argument("--export-state", metavar="PATH",
+                   help="write the models of the run's latest training state (train.out_dir/last.pt, else "
+                   "train.snapshot) to PATH and exit, without training: evaluate a long run while it goes on")
     return p
 
 
@@ -36,8 +39,16 @@ def main(argv: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg, sort_keys=False))
         return 0
-    from mtshare_ros.training.trainer import train
+    from mtshare_ros.training.trainer import Trainer, train
 
+    if args.export_state:
+        try:
+            step = Trainer(cfg).export_state(args.export_state)
+        except ConfigError as exc:
+            print(f"mtshare train: {exc}", file=sys.stderr)
+            return 2
+        print(f"models of step {step} of {cfg['train']['steps']}: {args.export_state}")
+        return 0
     command = " ".join(["mtshare train", "--config", args.config, *args.overrides])
     try:
         trainer = train(cfg, command=command)

@@ -411,6 +411,21 @@ class Trainer:
             save_checkpoint(export["path"], models, self.mcfg, self.class_names, prov, half=export["half"])
             log.info("exported %s (half=%s, tasks %s)", export["path"], export["half"], ", ".join(models))
 
+    def export_state(self, path: str | Path, half: bool = False) -> int:
+        """Write the models of the latest training state (``out_dir``'s, else the snapshot) as a checkpoint at
+        ``path``, without training; returns its step. A long run can be evaluated (``mtshare eval``) while it
+        goes on, or where it stopped, without waiting for its end."""
+        if not (self.out_dir / STATE_FILE).is_file() and not (
+            self.cfg["train"]["snapshot"] and Path(self.cfg["train"]["snapshot"]).is_file()
+        ):
+            raise ConfigError(f"no training state to export: neither {self.out_dir / STATE_FILE} nor a snapshot")
+        self.cfg["train"]["resume"] = True  # the state is what is asked for, whatever the run's setting
+        self.maybe_resume()
+        prov = self.provenance(None)
+        prov["exported_from_state"] = True  # an intermediate model, not the end of the run
+        save_checkpoint(path, self.models, self.mcfg, self.class_names, prov, half=half)
+        return self.step
+
     # ------------------------------------------------------------------ loop
     def _batches(self):
         """Endless batches; the order depends on seed and epoch only (identical for any process count)."""
