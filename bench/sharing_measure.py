@@ -30,7 +30,7 @@ from mtshare_ros.runtime.settings import SharingSettings
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
 from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
 from mtshare_ros.sharing.cost import dense_model_macs, multitask_model_macs
-from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS, load_models
+from mtshare_ros.sharing.loader import SUBTASKS, load_models, subtask_files
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.losses import task_loss
@@ -95,14 +95,18 @@ def load_trained_shared(
     """The trained sub-tasks (``--shared``) on the benchmark's own base model, with a note on their origin."""
     if source == "none":
         return None, None
-    if source == "default":
-        if checkpoint not in ("auto", "default") or not all(f.is_file() for f in DEFAULT_SUBTASKS.values()):
+    if source == "default":  # the trained sub-task files beside the checkpoint (the shipped ones for the default)
+        target = DEFAULT_CHECKPOINT if checkpoint in ("auto", "default") else Path(checkpoint)
+        if not target.is_file():
             return None, None
-        loaded = load_models("default")
+        loaded = load_models(target)
+        files = [f for f in subtask_files(loaded.path).values() if f.is_file()]
+        if not loaded.sharing_source.startswith("trained") or len(files) < len(SUBTASKS):
+            return None, None
         trained = loaded.shared
         note = f"'trained shared': {loaded.sharing_source}"
         steps = {}
-        for f in DEFAULT_SUBTASKS.values():
+        for f in files:
             steps.update(torch.load(f, map_location="cpu", weights_only=True)["provenance"].get("train_steps", {}))
     else:
         trained, meta = load_shared(source)

@@ -71,8 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--shared",
         default="default",
-        help="trained sub-tasks to benchmark: 'default' (the shipped weights/default_<task>.pt), a shared "
-        "checkpoint, or 'none'",
+        help="trained sub-tasks to benchmark: 'default' (the files beside --checkpoint, <stem>_<task>.pt: the "
+        "shipped weights/default_<task>.pt for the default), a shared checkpoint, or 'none'",
     )
     ap.add_argument(
         "--shared-settings",

@@ -174,3 +174,27 @@ def test_one_loader_takes_both_kinds(tmp_path):
         load_models(dense_path, tasks=["depth"])
     with pytest.raises(CheckpointError, match="not found"):
         load_models(tmp_path / "missing.pt")
+
+
+def test_trained_subtasks_beside_a_dense_checkpoint_are_what_its_engine_runs(tmp_path):
+    """A newly trained set (dense models plus ``<stem>_<task>.pt`` sub-task files, as scripts/train_v3.sh writes
+    it) runs in the engine as the shipped set does, before it is shipped; files made for another base are not."""
+    from mtshare_ros.sharing.loader import describe_checkpoint
+
+    model = _shared(seed=0)
+    torch.manual_seed(0)
+    dense = build_task_models(CFG, ["segmentation", "depth", "normals"]).eval()
+    dense["segmentation"].load_state_dict(model.base.state_dict())
+    path = save_checkpoint(tmp_path / "v9.pt", dense, CFG, ["a", "b", "c", "d"])
+    save_subtask(tmp_path / "v9_normals.pt", model, "normals")
+    save_subtask(tmp_path / "v9_depth.pt", _shared(seed=1), "depth")  # another base: refused, exact deltas
+    loaded = load_models(path)
+    assert loaded.sharing_source == f"trained sub-task deltas (normals) from {tmp_path.name}/v9_<task>.pt"
+    with torch.no_grad():
+        want, _ = model(_x(), 0.05, 0.5, tasks=["normals"])
+        got, _ = loaded.shared(_x(), 0.05, 0.5, tasks=["normals"])
+    assert torch.equal(want["normals"], got["normals"])
+    assert loaded.shared.subtasks["depth"].delta("blocks.0.attn.qkv.weight").kind == "dense"
+    line = describe_checkpoint(str(path))
+    assert "trained sub-task deltas for the shared engine: v9_normals.pt" in line
+    assert "not used, made for another base: v9_depth.pt" in line

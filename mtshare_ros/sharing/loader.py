@@ -5,11 +5,12 @@ A checkpoint can run two ways, and every caller may want either: the independent
 runs with sharing off, what evaluation and training compare against) and the shared engine (base task in full,
 sub-tasks as deltas against it). ``load_models`` gives both from any checkpoint kind:
 
-* ``default``: the independent models of ``weights/default.pt`` and, in the engine, the trained sub-task delta
-  files ``weights/default_<task>.pt`` where they were made for its segmentation model (else exact deltas);
-* a shared checkpoint (base + deltas): the engine as stored; its dense sub-task models are ``W_base + dW``;
-* a dense checkpoint of independent models: the engine with exact (uncompressed) deltas, so token skipping
-  works on any checkpoint; only trained deltas also save storage and keep accuracy when tokens are skipped.
+* a dense checkpoint of independent models (``default`` is ``weights/default.pt``): in the engine, the trained
+  sub-task delta files beside it, ``<stem>_<task>.pt`` (``weights/default_depth.pt``), where they were made for
+  its segmentation model, else exact (uncompressed) deltas, so token skipping works on any checkpoint; only
+  trained deltas also save storage and keep accuracy when tokens are skipped. A newly trained set (dense models
+  and sub-tasks written side by side, as ``scripts/train_v3.sh`` does) runs as the shipped one does;
+* a shared checkpoint (base + deltas): the engine as stored; its dense sub-task models are ``W_base + dW``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, resolve_checkpoint
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, resolve_checkpoint
 from mtshare_ros.models.vit import ModelConfig
 from mtshare_ros.sharing.checkpoint import (
     SharedCheckpointError,
@@ -38,7 +39,15 @@ log = logging.getLogger(__name__)
 BASE_TASK = "segmentation"
 """The task that runs in full; depth and normals are its sub-tasks (the method's choice: segmentation's
 features are the most general of the three)."""
-DEFAULT_SUBTASKS = {task: DEFAULT_CHECKPOINT.with_name(f"default_{task}.pt") for task in ("depth", "normals")}
+SUBTASKS = ("depth", "normals")
+
+
+def subtask_files(checkpoint: Path) -> dict[str, Path]:
+    """Where the trained sub-task delta files of a dense checkpoint lie: ``<stem>_<task>.pt`` beside it."""
+    return {task: checkpoint.with_name(f"{checkpoint.stem}_{task}.pt") for task in SUBTASKS}
+
+
+DEFAULT_SUBTASKS = subtask_files(DEFAULT_CHECKPOINT)
 """Shipped sub-task delta files (``kind: subtask``) against the segmentation model of ``DEFAULT_CHECKPOINT``."""
 
 
@@ -96,24 +105,28 @@ def load_models(
     subs = {t: m for t, m in dense.items() if t != BASE_TASK}
     loaded.shared = SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval()
     loaded.sharing_source = "exact deltas from the independent models"
-    if str(checkpoint) == "default":
-        attached = _attach_default_subtasks(loaded.shared)
-        if attached:
-            loaded.sharing_source = f"trained sub-task deltas ({', '.join(attached)}) from weights/default_<task>.pt"
+    attached = _attach_subtask_files(loaded.shared, _subtask_files_of(path))
+    if attached:
+        where = f"{path.parent.name}/{path.stem}_<task>.pt"
+        loaded.sharing_source = f"trained sub-task deltas ({', '.join(attached)}) from {where}"
     return loaded
 
 
-def _attach_default_subtasks(shared: SharedMultiTaskModel) -> list[str]:
-    """Replace the exact deltas of ``shared`` by the shipped trained ones where they fit its base."""
+def _subtask_files_of(path: Path) -> dict[str, Path]:
+    return DEFAULT_SUBTASKS if path == DEFAULT_CHECKPOINT else subtask_files(path)
+
+
+def _attach_subtask_files(shared: SharedMultiTaskModel, files: dict[str, Path]) -> list[str]:
+    """Replace the exact deltas of ``shared`` by the trained ones of ``files`` where they fit its base."""
     attached = []
-    for task, file in DEFAULT_SUBTASKS.items():
+    for task, file in files.items():
         if task not in shared.subtasks or not file.is_file():
             continue
         try:
             attach_subtask(shared, file)
             attached.append(task)
         except SharedCheckpointError as exc:
-            log.warning("shipped sub-task %s not used (%s); running exact deltas instead", task, exc)
+            log.warning("sub-task file %s not used (%s); running exact deltas instead", file.name, exc)
     return attached
 
 
@@ -125,8 +138,8 @@ def describe_checkpoint(checkpoint: str) -> str:
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
     kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
     line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
-    if checkpoint == "default":
-        fits, other = _shipped_subtasks()
+    if not isinstance(ckpt, dict) or ckpt.get("kind", "independent models") == "independent models":
+        fits, other = _fitting_subtasks(path)
         if fits:
             line += f" + trained sub-task deltas for the shared engine: {', '.join(fits)}"
         if other:
@@ -134,12 +147,18 @@ def describe_checkpoint(checkpoint: str) -> str:
     return line
 
 
-def _shipped_subtasks() -> tuple[list[str], list[str]]:
-    """Names of the shipped sub-task files that fit the shipped base (same fingerprint), and of those that do not."""
-    base = load_checkpoint(DEFAULT_CHECKPOINT, tasks=[BASE_TASK])[0][BASE_TASK]
+def _fitting_subtasks(path: Path) -> tuple[list[str], list[str]]:
+    """Names of the sub-task files beside ``path`` that fit its base (same fingerprint), and of those that do not."""
+    files = [f for f in _subtask_files_of(path).values() if f.is_file()]
+    if not files:
+        return [], []
+    try:
+        base = load_checkpoint(path, tasks=[BASE_TASK])[0][BASE_TASK]
+    except CheckpointError:  # no base task: nothing to attach to, said as "not used"
+        return [], [f.name for f in files]
     have = base_fingerprint(base)
     fits, other = [], []
-    for file in DEFAULT_SUBTASKS.values():
+    for file in files:
         if file.is_file():
             made_for = torch.load(file, map_location="cpu", weights_only=True).get("base_fingerprint")
             (fits if made_for == have else other).append(file.name)
