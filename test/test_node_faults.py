@@ -4,6 +4,7 @@ frames of extreme shape, and stopping while streaming."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -183,3 +184,65 @@ def test_cuda_asked_for_without_cuda_fails_clearly_and_the_node_stays_up(ros_ses
         assert not r.frames_with("segmentation", "nocuda")
     finally:
         r.close()
+
+
+# Made the node process's sitecustomize (on its PYTHONPATH): the step of a frame that the flag file names runs out of
+# device memory once, at its next call; the node's code is the shipped one.
+OOM_INJECTION = '''
+import os
+from pathlib import Path
+
+import torch
+
+from mtshare_ros.runtime import outputs, predictor
+
+FLAG = Path(os.environ["MTSHARE_TEST_OOM_FLAG"])
+
+
+def once(step, real):
+    def wrapped(*args, **kwargs):
+        if FLAG.exists() and FLAG.read_text() == step:
+            FLAG.unlink()
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected in {step})")
+        return real(*args, **kwargs)
+    return wrapped
+
+
+predictor.Predictor._run = once("inference", predictor.Predictor._run)
+predictor._in_range = once("postprocess", predictor._in_range)
+outputs.depth_to_points = once("points", outputs.depth_to_points)
+'''
+
+
+def test_a_frame_out_of_device_memory_is_skipped_and_the_node_serves_the_next(ros_session, tmp_path, monkeypatch):
+    """Out of device memory in inference, in its postprocessing or while the outputs are made on the device: that
+    frame is skipped with a warning and counted as rejected (not failed), caches are released, and the next frame
+    comes back as before."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(OOM_INJECTION)
+    flag = tmp_path / "oom"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("MTSHARE_TEST_OOM_FLAG", str(flag))
+    with Rig("/mtshare_oom", tmp_path) as r:
+        outputs = ("segmentation", "depth", "points")
+        r.send_until(lambda h: r.cam.publish(scene(30), frame_id=h.frame_id), "before", outputs=outputs)
+        steps = ("inference", "postprocess", "points")
+        for step in steps:
+            flag.write_text(step)
+            sent = 0
+            while flag.exists() and sent < 20:  # until the node took it (a best-effort frame may be lost)
+                r.cam.publish(scene(31), frame_id=f"oom_{step}")
+                sent += 1
+                spin_until(r.ex, lambda: not flag.exists(), 3.0)
+            assert not flag.exists(), f"no frame reached the {step} step:\n{r.log.read_text()[-3000:]}"
+            r.send_until(lambda h: r.cam.publish(scene(30), frame_id=h.frame_id), f"after_{step}", outputs=outputs)
+            assert len(r.frames_with("segmentation", f"oom_{step}")) < sent, f"the frame out of memory in {step}"
+            assert (image_to_array(r.frames_with("depth", f"after_{step}")[0].msg).tobytes()
+                    == image_to_array(r.frames_with("depth", "before")[0].msg).tobytes())
+        r.spin(1.5)  # a diagnostics message after the last frame
+        d = r.rec.latest_diagnostics()
+        assert d["frames_rejected"] == str(len(steps)) and d["frames_failed"] == "0", d
+        log = r.log.read_text()
+        assert "frame skipped, caches released" in log and "injected in inference" in log, log[-3000:]
+        assert "frame failed" not in log and r.proc.poll() is None

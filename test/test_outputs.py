@@ -12,6 +12,7 @@ import torch
 
 from mtshare_ros.classes import palette
 from mtshare_ros.ros.harness import pattern_frame
+from mtshare_ros.runtime import pointcloud
 from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel
 from mtshare_ros.runtime.outputs import OUTPUT_NAMES, assemble_outputs
@@ -134,6 +135,19 @@ def test_buffers_are_reused_across_frames_and_follow_the_size(predict, kernels):
     assert not np.shares_memory(third["points"], second["points"])
 
 
+def test_memory_kept_across_frames_is_for_the_last_frame_only(predict):
+    """An output no longer made (unsubscribed, its task no longer run) gives its buffers back, the others follow
+    the frame's size, and the point cloud's rays are kept for the current size and intrinsics only: a camera that
+    changed resolution holds nothing of the old one."""
+    buffers = OutputBuffers()
+    small, large = predict(0), predict(0, FrameSettings())  # 128x160 and 240x320
+    assemble_outputs(small, CLASSES, set(OUTPUT_NAMES), _camera(H, W), buffers=buffers)
+    assert set(buffers._host) == {"segmentation/color", "depth/color", "normals/color", "points"}  # CPU: maps are views
+    assemble_outputs(large, CLASSES, {"depth/color"}, _camera(H, W), buffers=buffers)
+    assert set(buffers._host) == {"depth/color"} and buffers._host["depth/color"].shape[:2] == large.size
+    assert pointcloud._ray_grid.cache_info().maxsize == 1
+
+
 def test_outputs_at_the_input_resolution_are_made_from_the_upsampled_maps(predict, kernels):
     pred = predict(0)
     full = cv2.resize(_frame(0), (2 * W, 2 * H))  # the camera's image, larger than the inference
@@ -176,3 +190,22 @@ def test_switching_temporal_sharing_off_releases_its_buffers(predictor):
     predictor.predict(_frame(3), SMALL)
     assert predictor.temporal_cache.nbytes() == 0
     assert predictor.predict(_frame(4), on).stats["keyframe"] == 1.0  # switched on again: starts afresh
+
+
+def test_switching_temporal_sharing_off_after_a_stream_reset_releases_its_weights(predictor):
+    """A camera restart empties the temporal buffers before temporal sharing is switched off (the soak benchmark's
+    order): the weights fused for its keyframes go all the same, leaving what per-frame inference uses."""
+    from dataclasses import replace
+
+    from mtshare_ros.sharing.temporal import TemporalSettings
+
+    predictor.release_caches()
+    predictor.predict(_frame(0), SMALL)
+    per_frame = set(predictor.shared._fused)
+    on = replace(SMALL, temporal=TemporalSettings(enabled=True))
+    for _ in range(3):  # a keyframe, then frames between keyframes: their base rows run with fused weights
+        predictor.predict(_frame(0), on)
+    assert set(predictor.shared._fused) > per_frame
+    predictor.reset_stream()
+    predictor.predict(_frame(3), SMALL)
+    assert set(predictor.shared._fused) == per_frame

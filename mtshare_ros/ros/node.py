@@ -82,7 +82,7 @@ class MtshareNode(LifecycleNode):
         self._camera_lock = threading.Lock()
         self.outputs: OutputPublishers | None = None
         self._buffers = OutputBuffers()  # the outputs' memory, reused frame after frame by the worker
-        self._heap = HeapTrimmer()  # freed memory back to the OS after shape changes: resident memory stays flat
+        self._heap = HeapTrimmer()  # freed memory back to the OS: resident memory stays flat
         self._subs: list = []
         self._diag_pub = None
         self._diag_timer = None
@@ -246,15 +246,6 @@ class MtshareNode(LifecycleNode):
             return
         self._check_stream(msg.header, rgb.shape[:2])
         t1 = time.perf_counter()
-        try:
-            pred = self.predictor.predict(rgb, settings)
-        except OutOfMemory as exc:
-            self.bad_frames += 1
-            self._last_error = str(exc).splitlines()[0]
-            self.get_logger().warning(f"frame skipped, caches released: {self._last_error}", throttle_duration_sec=5.0)
-            return
-        self._last_stats = pred.stats
-        t2 = time.perf_counter()
         with self._camera_lock:
             camera = self._camera
         if camera is not None and camera.width and (camera.height, camera.width) != rgb.shape[:2]:
@@ -263,8 +254,15 @@ class MtshareNode(LifecycleNode):
                             "rescaled by the camera_info's own size", f"size {camera.width}x{camera.height}")
         full = rgb if settings.output_size == "input" else None
         wanted = self.outputs.wanted()
-        outputs = assemble_outputs(pred, len(self.predictor.class_names), wanted, camera, full,
-                                   self._buffers)  # turned into messages (copies) before the next frame reuses them
+        try:  # every step that allocates on the device: inference, then colours and points
+            pred = self.predictor.predict(rgb, settings)
+            t2 = time.perf_counter()
+            outputs = assemble_outputs(pred, len(self.predictor.class_names), wanted, camera, full,
+                                       self._buffers)  # turned into messages (copies) before the next frame
+        except OutOfMemory as exc:
+            self._out_of_memory(exc)
+            return
+        self._last_stats = pred.stats
         messages = self.outputs.to_messages(outputs, msg.header)
         t3 = time.perf_counter()
         self.outputs.publish(messages)
@@ -280,7 +278,16 @@ class MtshareNode(LifecycleNode):
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
         self.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
-        self._heap.after_frame((rgb.shape, pred.size, settings.tasks, settings.output_size, frozenset(wanted)))
+        self._heap.after_frame((rgb.shape, pred.size, settings, frozenset(wanted)))
+
+    def _out_of_memory(self, exc: OutOfMemory) -> None:
+        """A frame the device had no memory for: skipped (counted as rejected), and everything kept between
+        frames released (the step that failed released its own part already), so the next frame may fit."""
+        self.predictor.release_caches()
+        self._buffers.release()
+        self.bad_frames += 1
+        self._last_error = str(exc).splitlines()[0]
+        self.get_logger().warning(f"frame skipped, caches released: {self._last_error}", throttle_duration_sec=5.0)
 
     def _on_frame_error(self, exc: BaseException) -> None:
         """A frame that failed: the cause in one line through the node's logger (throttled), the traceback at

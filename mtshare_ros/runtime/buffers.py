@@ -8,6 +8,9 @@ CPU the output is computed straight into its host buffer: computing it is its co
 
 The arrays handed out stay valid until the same output of the next frame is made: the caller turns them into
 messages (which copy) before that. A caller that keeps arrays across frames uses a fresh ``OutputBuffers``.
+
+Only the outputs of the last frame keep their buffers (``end_frame``): an output nobody subscribes to any more, or
+of a task no longer run, would otherwise hold memory of a size the stream may never have again.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ class OutputBuffers:
         self._device: dict[str, torch.Tensor] = {}
         self._host: dict[str, torch.Tensor] = {}
         self._pending: torch.device | None = None
+        self._used: set[str] = set()  # outputs made since the last end_frame
 
-    @staticmethod
-    def _fit(store: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], dtype: torch.dtype,
+    def _fit(self, store: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], dtype: torch.dtype,
              device: torch.device, pin: bool = False) -> torch.Tensor:
         """``store[name]`` when it still fits, else a new one in its place (the old one is freed with it)."""
+        self._used.add(name)
         buf = store.get(name)
         if (buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != dtype or buf.device != device
                 or (pin and not buf.is_pinned())):  # a CPU run's host buffer, now a GPU's copy target
@@ -58,8 +62,17 @@ class OutputBuffers:
             torch.cuda.current_stream(self._pending).synchronize()
         self._pending = None
 
+    def end_frame(self) -> None:
+        """The frame's outputs are made: wait for their copies, and drop the buffers of outputs it did not make."""
+        self.wait()
+        for store in (self._device, self._host):
+            for name in [n for n in store if n not in self._used]:
+                del store[name]
+        self._used = set()
+
     def release(self) -> None:
         """Drop every buffer (lifecycle deactivate frees device memory; the next frame allocates again)."""
         self.wait()
         self._device.clear()
         self._host.clear()
+        self._used = set()

@@ -20,7 +20,7 @@ from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel, scale_camera
 from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
 from mtshare_ros.runtime.pointcloud import POINT_FLOATS, as_points, depth_to_points
-from mtshare_ros.runtime.predictor import Prediction
+from mtshare_ros.runtime.predictor import OutOfMemory, Prediction
 from mtshare_ros.runtime.upsample import at_input_resolution
 
 RAW_OUTPUTS = ("segmentation", "depth", "normals")
@@ -29,7 +29,6 @@ OUTPUT_NAMES = RAW_OUTPUTS + COLOUR_OUTPUTS + ("points", "scaled_camera_info")
 """Every output, by its topic name relative to the node's namespace."""
 
 
-@torch.inference_mode()
 def assemble_outputs(
     pred: Prediction, num_classes: int, wanted: Collection[str], camera: CameraModel | None,
     rgb: np.ndarray | None = None, buffers: OutputBuffers | None = None,
@@ -39,10 +38,27 @@ def assemble_outputs(
     ``camera.camera_problem`` accepts). The point cloud needs depth and that camera model; it is (H, W)
     ``POINT_DTYPE`` records. ``rgb``: the camera image, when the outputs are wanted at its resolution
     (``output_size: input``; ``upsample.py``). ``buffers``: memory reused across frames (the arrays returned are
-    valid until the next call with the same ``buffers``); without, every array is new."""
+    valid until the next call with the same ``buffers``); without, every array is new.
+
+    Colours and points are made on the inference device: when it runs out of memory there, ``buffers`` are
+    released and ``OutOfMemory`` is raised (the frame's outputs are lost; the next call allocates again)."""
+    buffers = buffers if buffers is not None else OutputBuffers()
+    try:
+        return _assemble(pred, num_classes, wanted, camera, rgb, buffers)
+    except torch.cuda.OutOfMemoryError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "out of memory"
+    buffers.release()  # outside the handler, whose traceback holds the frame's device tensors until it ends
+    torch.cuda.empty_cache()  # only CUDA raises this error; a no-op where CUDA is not initialised
+    raise OutOfMemory(f"out of memory making the outputs of a {pred.size[1]}x{pred.size[0]} frame: {reason}")
+
+
+@torch.inference_mode()
+def _assemble(
+    pred: Prediction, num_classes: int, wanted: Collection[str], camera: CameraModel | None,
+    rgb: np.ndarray | None, buffers: OutputBuffers,
+) -> dict[str, np.ndarray | CameraModel]:
     if rgb is not None:
         pred = at_input_resolution(pred, rgb)
-    buffers = buffers if buffers is not None else OutputBuffers()
     colour: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
         "segmentation": lambda a, o: colorize_segmentation(a, num_classes, o),
         "depth": lambda a, o: colorize_depth(a, None, o),
@@ -65,5 +81,5 @@ def assemble_outputs(
             work = buffers.device("points", (*pred.size, POINT_FLOATS), torch.float32, pred.depth.device)
             cloud = depth_to_points(pred.depth, scaled.k, pred.image, pred.segmentation, work)
             out["points"] = as_points(buffers.to_host("points", cloud))
-    buffers.wait()
+    buffers.end_frame()
     return out

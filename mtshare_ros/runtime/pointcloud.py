@@ -22,13 +22,15 @@ POINT_FLOATS = POINT_DTYPE.itemsize // 4
 _RGB_BYTE = POINT_DTYPE.fields["rgb"][1]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def _ray_grid(h: int, w: int, fx: float, fy: float, cx: float, cy: float, device: torch.device) -> tuple[
     torch.Tensor, torch.Tensor
 ]:
     """Per-pixel x/z and y/z (H, W) of the viewing rays on ``device``; cached because size and intrinsics rarely
-    change. Whole images, not broadcast rows: numpy multiplies them 20% faster. Divided on the CPU in float32 then
-    moved, so every device gets the same bits (CUDA divides by a scalar through its reciprocal)."""
+    change, for the current ones only (one camera stream: a grid of an earlier size is never used again, and at the
+    camera's resolution one is 8 bytes a pixel, 16 MiB for 1920x1080). Whole images, not broadcast rows: numpy
+    multiplies them 20% faster. Divided on the CPU in float32 then moved, so every device gets the same bits (CUDA
+    divides by a scalar through its reciprocal)."""
     rx = (torch.arange(w, dtype=torch.float32) - cx) / fx
     ry = (torch.arange(h, dtype=torch.float32) - cy) / fy
     return rx[None, :].expand(h, w).contiguous().to(device), ry[:, None].expand(h, w).contiguous().to(device)

@@ -92,6 +92,7 @@ class Predictor:
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
         self.temporal_cache = TemporalCache()
+        self._temporal_on = False  # whether the last frame ran with temporal sharing (its switch-off frees memory)
         self.restore()
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -114,13 +115,21 @@ class Predictor:
         """The camera stream restarted (or jumped): the next frame is a keyframe."""
         self.temporal_cache.reset()
 
-    def release(self) -> None:
-        """Move weights off the GPU and free its cache and the temporal buffers (lifecycle deactivate)."""
+    def release_caches(self) -> None:
+        """Drop everything kept between frames that the next frame can rebuild: the temporal buffers (the next
+        frame is a keyframe), the engine's fused weights, and CUDA's cached blocks. After an out-of-memory frame
+        this is what gives the device room for the next one."""
         self.temporal_cache.reset()
-        for m in self._modules():
-            m.to("cpu")
+        if self.shared is not None:
+            self.shared.clear_caches()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def release(self) -> None:
+        """Move weights off the GPU and free its cache and the temporal buffers (lifecycle deactivate)."""
+        for m in self._modules():
+            m.to("cpu")
+        self.release_caches()
 
     def restore(self) -> None:
         for m in self._modules():
@@ -143,10 +152,13 @@ class Predictor:
     def _run(self, x: torch.Tensor, settings: FrameSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
         s, temporal = settings.sharing, settings.temporal
-        if not temporal.enabled and self.temporal_cache.base:
-            self.temporal_cache.reset()  # temporal sharing switched off: its buffers are stale, and go now,
-            if self.shared is not None:  # with the weights fused for its keyframes
+        if self._temporal_on and not temporal.enabled:
+            # temporal sharing switched off: its buffers are stale, and go now with the weights fused for its
+            # keyframes (also when a stream reset emptied the buffers first: the fused weights stay until here)
+            self.temporal_cache.reset()
+            if self.shared is not None:
                 self.shared.clear_caches()
+        self._temporal_on = temporal.enabled
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
             return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}
@@ -165,24 +177,31 @@ class Predictor:
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
         return outputs, stats
 
-    @torch.inference_mode()
     def predict(self, rgb: np.ndarray, settings: FrameSettings | None = None) -> Prediction:
-        """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame."""
+        """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame.
+
+        Raises ``OutOfMemory`` when the device runs out of memory at any step of the frame (upload, inference,
+        postprocessing), after ``release_caches``: the frame is lost, the predictor serves the next one."""
         settings = settings or FrameSettings()
         reason = self.check(settings)
         if reason:
             raise ValueError(reason)
+        try:
+            return self._predict(rgb, settings)
+        except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the device has left
+            reason = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        # released outside the handler: the exception's traceback holds the failed frame's tensors until it ends
+        self.release_caches()
+        raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {reason}")
+
+    @torch.inference_mode()
+    def _predict(self, rgb: np.ndarray, settings: FrameSettings) -> Prediction:
         t0 = time.perf_counter()
         x, scale, image = self.preprocess(rgb, settings.max_width)
         t1 = time.perf_counter()
-        try:
-            outputs, stats = self._run(x, settings)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-        except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the GPU has left
-            self.temporal_cache.reset()
-            torch.cuda.empty_cache()
-            raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {exc}") from None
+        outputs, stats = self._run(x, settings)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
         if "segmentation" in settings.tasks:
