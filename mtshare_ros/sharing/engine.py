@@ -250,8 +250,11 @@ class SharedMultiTaskModel(nn.Module):
         return outputs
 
     def head_macs(self, run: EngineRun) -> dict[str, int]:
-        """One frame's head multiply-adds per task of ``run`` (counted once per task and input shape)."""
+        """One frame's head multiply-adds per task of ``run`` (counted once per task and input shape; the counts
+        of the shape before are dropped when the stream's size changes, so that they do not pile up)."""
         heads = {self.base.task: self.base.head, **{t: self.subtasks[t].head for t in run.subtasks}}
+        if any(shape != run.image_shape[1:] for _, shape in self._head_counts):
+            self._head_counts.clear()
         out = {}
         for t, head in heads.items():
             key = (t, run.image_shape[1:])
