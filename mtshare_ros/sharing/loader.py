@@ -138,7 +138,7 @@ def describe_checkpoint(checkpoint: str) -> str:
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
     kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
     line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
-    if not isinstance(ckpt, dict) or ckpt.get("kind", "independent models") == "independent models":
+    if kind == "independent models":
         fits, other = _fitting_subtasks(path)
         if fits:
             line += f" + trained sub-task deltas for the shared engine: {', '.join(fits)}"
@@ -159,7 +159,6 @@ def _fitting_subtasks(path: Path) -> tuple[list[str], list[str]]:
     have = base_fingerprint(base)
     fits, other = [], []
     for file in files:
-        if file.is_file():
-            made_for = torch.load(file, map_location="cpu", weights_only=True).get("base_fingerprint")
-            (fits if made_for == have else other).append(file.name)
+        made_for = torch.load(file, map_location="cpu", weights_only=True).get("base_fingerprint")
+        (fits if made_for == have else other).append(file.name)
     return fits, other
