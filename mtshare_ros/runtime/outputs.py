@@ -46,7 +46,7 @@ def assemble_outputs(
     try:
         return _assemble(pred, num_classes, wanted, camera, rgb, buffers)
     except torch.cuda.OutOfMemoryError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        reason = OutOfMemory.reason(exc)
     buffers.release()  # outside the handler, whose traceback holds the frame's device tensors until it ends
     torch.cuda.empty_cache()  # only CUDA raises this error; a no-op where CUDA is not initialised
     raise OutOfMemory(f"out of memory making the outputs of a {pred.size[1]}x{pred.size[0]} frame: {reason}")

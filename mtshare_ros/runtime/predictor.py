@@ -52,6 +52,11 @@ def _in_range(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
 class OutOfMemory(RuntimeError):
     """The device ran out of memory on a frame; its caches were released, the next frame may fit."""
 
+    @staticmethod
+    def reason(exc: BaseException) -> str:
+        """The first line of the device's out-of-memory message (CUDA's runs over several)."""
+        return str(exc).splitlines()[0] if str(exc) else "out of memory"
+
 
 @dataclass
 class Prediction:
@@ -189,7 +194,7 @@ class Predictor:
         try:
             return self._predict(rgb, settings)
         except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the device has left
-            reason = str(exc).splitlines()[0] if str(exc) else "out of memory"
+            reason = OutOfMemory.reason(exc)
         # released outside the handler: the exception's traceback holds the failed frame's tensors until it ends
         self.release_caches()
         raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {reason}")

@@ -343,15 +343,23 @@ class Trainer:
         if snapshot:
             _atomic_save(_to_bf16(state), Path(snapshot))
 
-    def maybe_resume(self) -> None:
-        """Continue from ``out_dir``'s state, else from ``train.snapshot`` (bf16: the optimizer casts its
-        moments back to the parameters' fp32 and the models copy into fp32 parameters)."""
+    def _state_path(self) -> Path | None:
+        """The latest training state: ``out_dir``'s, else the ``train.snapshot`` (a fresh checkout), else None."""
         path = self.out_dir / STATE_FILE
         snapshot = self.cfg["train"]["snapshot"]
         if not path.is_file() and snapshot and Path(snapshot).is_file():
             path = Path(snapshot)
-        if not (self.cfg["train"]["resume"] and path.is_file()):
-            return
+        return path if path.is_file() else None
+
+    def maybe_resume(self) -> None:
+        """Continue from the latest state (``_state_path``) when ``train.resume`` allows."""
+        path = self._state_path()
+        if self.cfg["train"]["resume"] and path is not None:
+            self._load_state(path)
+
+    def _load_state(self, path: Path) -> None:
+        """Models, optimizer, scheduler and step of a saved state (a bf16 snapshot too: the optimizer casts its
+        moments back to the parameters' fp32 and the models copy into fp32 parameters)."""
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state["model_config"] != self.mcfg.to_dict() or sorted(state["models"]) != sorted(self.tasks):
             raise ConfigError(
@@ -411,19 +419,17 @@ class Trainer:
             save_checkpoint(export["path"], models, self.mcfg, self.class_names, prov, half=export["half"])
             log.info("exported %s (half=%s, tasks %s)", export["path"], export["half"], ", ".join(models))
 
-    def export_state(self, path: str | Path, half: bool = False) -> int:
-        """Write the models of the latest training state (``out_dir``'s, else the snapshot) as a checkpoint at
-        ``path``, without training; returns its step. A long run can be evaluated (``mtshare eval``) while it
-        goes on, or where it stopped, without waiting for its end."""
-        if not (self.out_dir / STATE_FILE).is_file() and not (
-            self.cfg["train"]["snapshot"] and Path(self.cfg["train"]["snapshot"]).is_file()
-        ):
+    def export_state(self, path: str | Path) -> int:
+        """Write the models of the latest training state (``_state_path``, whatever ``train.resume`` says) as a
+        checkpoint at ``path``, without training; returns its step. A long run can be evaluated (``mtshare eval``)
+        while it goes on, or where it stopped, without waiting for its end."""
+        state = self._state_path()
+        if state is None:
             raise ConfigError(f"no training state to export: neither {self.out_dir / STATE_FILE} nor a snapshot")
-        self.cfg["train"]["resume"] = True  # the state is what is asked for, whatever the run's setting
-        self.maybe_resume()
+        self._load_state(state)
         prov = self.provenance(None)
         prov["exported_from_state"] = True  # an intermediate model, not the end of the run
-        save_checkpoint(path, self.models, self.mcfg, self.class_names, prov, half=half)
+        save_checkpoint(path, self.models, self.mcfg, self.class_names, prov)
         return self.step
 
     # ------------------------------------------------------------------ loop
