@@ -11,6 +11,9 @@
 # and the distilled rounds' teacher), DATA='[root, ...]' (training folders), RUNS=<folder for each round's
 # output> (default runs/shared), EXPORT=<path with {task}> for the last round (default the shipped file),
 # RESUME=1 to skip rounds whose output exists (an interrupted chain continues at the round it stopped in).
+# NORMALS_STEPS1 (default 9000) sets the normals' step-1 length; NORMALS_GROW=0 ends the normals chain at the
+# distilled rounds, as depth's (the rank-64 rounds can follow later: the same command with NORMALS_GROW=1 and
+# RESUME=1 continues from the last round that exists and exports again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}  # the repository's virtual environment (make venv); PYTHON=... for another
@@ -21,7 +24,7 @@ rounds() {  # the configs of a task's chain, in order; each round starts from th
     shared_lowrank_distill shared_lowrank_distill_full
   # normals: 3 more rounds (rank 32 -> 64, then 4500 more full-frame steps): 23.65 -> 23.32 deg on
   # data/synthetic_val, where the independent model has 23.33 (see MODELS.md)
-  if [ "$1" = normals ]; then echo shared_lowrank_grow shared_lowrank_grow_full shared_lowrank_grow_full2; fi
+  if [ "$1" = normals ] && [ "${NORMALS_GROW:-1}" = 1 ]; then echo shared_lowrank_grow shared_lowrank_grow_full shared_lowrank_grow_full2; fi
 }
 
 RUNS=${RUNS:-runs/shared}
@@ -55,11 +58,11 @@ if [ "${PARALLEL:-0}" = 1 ]; then
   mkdir -p "$RUNS"
   chain depth 3000 train.threads=1 "$@" > "$RUNS/depth.log" 2>&1 &
   depth=$!
-  chain normals 9000 train.threads=1 "$@" > "$RUNS/normals.log" 2>&1 &
+  chain normals "${NORMALS_STEPS1:-9000}" train.threads=1 "$@" > "$RUNS/normals.log" 2>&1 &
   normals=$!
   wait "$depth"
   wait "$normals"
 else
   chain depth 3000 "$@"
-  chain normals 9000 "$@"
+  chain normals "${NORMALS_STEPS1:-9000}" "$@"
 fi

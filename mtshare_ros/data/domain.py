@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROOM_KINDS = ("living", "office", "bedroom", "corridor", "kitchen")
-# How often each kind is drawn (relative): corridors are plain and short of furniture, so fewer of them.
+# The room kinds, and how often each is drawn (relative): corridors are plain and short of furniture, so fewer of them.
 KIND_WEIGHTS = {"living": 3.0, "office": 3.0, "bedroom": 2.5, "corridor": 1.5, "kitchen": 3.0}
 
 

@@ -58,5 +58,5 @@ class Room:
     movers: list[Mover]
     size: tuple[float, float, float]
     clearance: np.ndarray  # (ny, nx) metres from each floor cell to the nearest obstacle, on a GRID_RES grid
-    kind: str = "living"  # room kind (mtshare_ros.data.domain.ROOM_KINDS)
+    kind: str = "living"  # room kind (mtshare_ros.data.domain.KIND_WEIGHTS)
     l_shaped: bool = False  # one corner taken by a floor-to-ceiling block

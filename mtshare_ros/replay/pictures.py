@@ -72,7 +72,6 @@ class Pictures:
         self.size: tuple[int, int] | None = None  # panel (h, w)
         self.vmax: float | None = None
         self._writer = None
-        self.video_frames = 0
 
     def _panel_size(self, rgb: np.ndarray, outputs: dict) -> tuple[int, int]:
         if self.size is None:
@@ -138,7 +137,6 @@ class Pictures:
         canvas = np.zeros((self._video_size[1], self._video_size[0], 3), np.uint8)
         canvas[:h, :w] = frame[:, :, ::-1]
         self._writer.write(canvas)
-        self.video_frames += 1
 
     def close(self) -> dict[str, Path]:
         """Write the montage and finish the video; returns what was written by kind."""

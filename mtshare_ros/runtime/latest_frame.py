@@ -29,7 +29,6 @@ class LatestFrameWorker(Generic[T]):
         self._pending: T | None = None
         self._has_pending = False
         self._running = False
-        self._busy = False
         self._thread: threading.Thread | None = None
         self.submitted = 0
         self.dropped = 0
@@ -65,10 +64,6 @@ class LatestFrameWorker(Generic[T]):
             self._pending, self._has_pending = item, True
             self._cond.notify()
 
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
     def _loop(self) -> None:
         while True:
             with self._cond:
@@ -77,12 +72,9 @@ class LatestFrameWorker(Generic[T]):
                 if not self._running:
                     return
                 item, self._pending, self._has_pending = self._pending, None, False
-                self._busy = True
             try:
                 self._process(item)  # type: ignore[arg-type]
                 self.processed += 1
             except Exception as exc:  # keep serving frames; the owner reports the cause
                 self.failed += 1
                 self._on_error(exc)
-            finally:
-                self._busy = False

@@ -34,6 +34,3 @@ class StreamWatch:
                 reason = f"image size changed from {self._size[1]}x{self._size[0]} to {size[1]}x{size[0]}"
         self._stamp, self._frame_id, self._size = stamp, frame_id, size
         return reason
-
-    def forget(self) -> None:
-        self._stamp = self._frame_id = self._size = None
