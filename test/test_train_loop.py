@@ -123,6 +123,25 @@ def test_a_fresh_checkout_resumes_from_the_committed_bf16_snapshot(tmp_path):
     assert fresh.step == 0  # no snapshot configured: a new run
 
 
+def test_the_snapshot_of_a_finished_run_keeps_the_models_and_drops_the_optimizer(tmp_path, caplog):
+    """A finished run's snapshot (what is committed once a stage ends) holds bf16 models, step and schedule but no
+    Adam moments: a fresh checkout takes it as done, and a longer run continues from it with fresh moments."""
+    snap = tmp_path / "snap.pt"
+    done = train(tiny_config(tmp_path / "a", "train.steps=3", f"train.snapshot={snap}"), ToyScenes(24), None)
+    state = torch.load(snap, weights_only=False)
+    assert state["step"] == 3 and state["optimizer"] is None and state["scheduler"]
+    assert snap.stat().st_size < 0.3 * (tmp_path / "a" / "last.pt").stat().st_size  # bf16, no moments: ~1/6
+    again = train(tiny_config(tmp_path / "b", "train.steps=3", f"train.snapshot={snap}"), ToyScenes(24), None)
+    assert again.step == 3 and not [r for r in read_log(tmp_path / "b") if "loss/depth" in r]  # nothing retrained
+    for task in done.models:
+        for name, a in done.models[task].state_dict().items():
+            assert torch.allclose(a, again.models[task].state_dict()[name], atol=2e-2, rtol=2e-2), f"{task} {name}"
+    with caplog.at_level("WARNING", logger="mtshare_ros.training.trainer"):
+        longer = train(tiny_config(tmp_path / "c", "train.steps=5", f"train.snapshot={snap}"), ToyScenes(24), None)
+    assert longer.step == 5 and [r["step"] for r in read_log(tmp_path / "c") if "loss/depth" in r] == [4, 5]
+    assert "without the optimizer's moments" in caplog.text
+
+
 def test_export_state_writes_the_models_of_an_unfinished_run(tmp_path, capsys):
     """``mtshare train --export-state``: the models where a run stopped, as a checkpoint, without training on."""
     cfg = tmp_path / "toy.yaml"

@@ -97,6 +97,15 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def snapshot_of(state: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The committed form of a training state (``train.snapshot``): every floating-point tensor in bf16, half
+    the size; for a finished run (``step >= steps``) also without the optimizer's moments, two thirds of the
+    rest: nothing is left to optimise, and a fresh checkout needs only the models, the step and the schedule."""
+    if state["step"] >= steps:
+        state = {**state, "optimizer": None}
+    return _to_bf16(state)
+
+
 def _to_bf16(obj: Any, memo: dict | None = None) -> Any:
     """``obj`` with every floating-point tensor in bf16 (nested dicts and lists; other values unchanged).
 
@@ -341,7 +350,7 @@ class Trainer:
         _atomic_save(state, self.out_dir / STATE_FILE)
         snapshot = self.cfg["train"]["snapshot"]
         if snapshot:
-            _atomic_save(_to_bf16(state), Path(snapshot))
+            _atomic_save(snapshot_of(state, self.cfg["train"]["steps"]), Path(snapshot))
 
     def _state_path(self) -> Path | None:
         """The latest training state: ``out_dir``'s, else the ``train.snapshot`` (a fresh checkout), else None."""
@@ -375,9 +384,13 @@ class Trainer:
         # weights, equal in every task's entry, are written once per task)
         for task, sd in state["models"].items():
             self.models[task].load_state_dict(sd)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.elapsed = state["step"], state["elapsed_s"]
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        elif self.step < self.cfg["train"]["steps"] and self.info.is_main:  # snapshot_of a finished run
+            log.warning("%s is the snapshot of a finished run, without the optimizer's moments: training on from "
+                        "step %d to %d with fresh ones", path, self.step, self.cfg["train"]["steps"])
+        self.scheduler.load_state_dict(state["scheduler"])
         if self.info.is_main:
             log.info("resumed from %s at step %d", path, self.step)
 
