@@ -5,6 +5,8 @@
 #   1. data: scripts/render_data_v3.sh
 #   2. multi-task pre-training: config/train/v3_multitask.yaml
 #   3. single-task fine-tuning from it: config/train/v3_finetune.yaml
+#      and its control, the multi-task model given the same training: config/train/v3_multitask_ft.yaml
+#      (exports checkpoints/v3_multitask.pt, the multi-task baseline of the benchmarks)
 #   4. the shared sub-tasks (depth, normals) against the fine-tuned segmentation model, taught by the
 #      fine-tuned independent models: scripts/train_shared.sh, resumed by round, exported beside the models as
 #      runs/v3_finetune/default_{depth,normals}.pt (evaluate with --checkpoint runs/v3_finetune/default.pt;
@@ -27,6 +29,7 @@ train() {
 scripts/render_data_v3.sh
 train config/train/v3_multitask.yaml "$@"
 train config/train/v3_finetune.yaml "$@"
+train config/train/v3_multitask_ft.yaml "$@"   # the multi-task baseline, given stage 2's extra training
 BASE=runs/v3_finetune/default.pt RUNS=runs/v3_shared RESUME=1 PARALLEL=1 NORMALS_STEPS1=6000 NORMALS_GROW=0 \
   DATA='[data/v3/train_a,data/v3/train_b,data/v3/train_c,data/v3/train_d]' \
   EXPORT='runs/v3_finetune/default_{task}.pt' nice -n 10 scripts/train_shared.sh
