@@ -24,6 +24,7 @@ from mtshare_ros.models import (
     shared_encoder_of,
 )
 from mtshare_ros.sharing.cost import multitask_model_macs
+from mtshare_ros.sharing.loader import MULTITASK_SOURCE, load_models
 from mtshare_ros.training.config import ConfigError, load_config
 from mtshare_ros.training.toy_data import ToyScenes
 from mtshare_ros.training.trainer import TaskModels, Trainer, train
@@ -178,6 +179,23 @@ def test_bf16_snapshot_stores_the_shared_encoder_once(tmp_path):
     for task in TASKS:
         for name, a in trainer.models[task].state_dict().items():
             assert torch.allclose(a, again.models[task].state_dict()[name], atol=1e-2, rtol=1e-2), name
+
+
+def test_a_multitask_checkpoint_runs_in_the_engine_as_one_encoder_and_three_heads(tmp_path):
+    """``checkpoint: <multi-task model>`` in the node: the engine's exact deltas are zero, so it recomputes no
+    token, gives the multi-task model's outputs and executes its MACs (one encoder, a head per task)."""
+    train(tiny_config(tmp_path, "train.steps=2"), toy(16), None)
+    loaded = load_models(tmp_path / "model.pt")
+    assert loaded.sharing_source == MULTITASK_SOURCE
+    tied, _ = load_checkpoint(tmp_path / "model.pt", shared_encoder=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out, stats = loaded.shared(x, thresholds=0.05, max_token_fraction=0.1)
+        ref = run_tasks(tied.eval(), x)
+    for task in TASKS:
+        assert torch.allclose(out[task], ref[task], atol=1e-5), task
+    assert stats.recomputed_fraction == {"segmentation": 1.0, "depth": 0.0, "normals": 0.0}
+    assert stats.macs_total == multitask_model_macs(tied, (64, 64))
 
 
 def test_fine_tune_single_tasks_from_the_multitask_model(tmp_path):

@@ -47,7 +47,8 @@ class ParamSpec:
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", str, "default", "Checkpoint path, or 'default' for the shipped weights. Trained "
               "sub-task files beside a dense checkpoint (<stem>_depth.pt, <stem>_normals.pt) run in the shared "
-              "engine.", True),
+              "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
+              "head per task.", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
     ParamSpec("tasks", list, list(_FRAME.tasks),
               f"Enabled tasks (subset of {', '.join(ALL_TASKS)}); changeable at run time."),

@@ -11,6 +11,10 @@ sub-tasks as deltas against it). ``load_models`` gives both from any checkpoint 
   trained deltas also save storage and keep accuracy when tokens are skipped. A newly trained set (dense models
   and sub-tasks written side by side, as ``scripts/train_v3.sh`` does) runs as the shipped one does;
 * a shared checkpoint (base + deltas): the engine as stored; its dense sub-task models are ``W_base + dW``.
+
+A multi-task checkpoint (one encoder trained for every task, ``train.shared_encoder``) is a dense checkpoint whose
+encoders are equal: its exact deltas are zero, so no token ever differs from the base's and the engine runs
+it as a multi-task model runs, one encoder pass and a head per task.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, resolve_checkpoint
+from mtshare_ros.models.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    checkpoint_shares_encoder,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from mtshare_ros.models.vit import ModelConfig
 from mtshare_ros.sharing.checkpoint import (
     SharedCheckpointError,
@@ -40,6 +50,7 @@ BASE_TASK = "segmentation"
 """The task that runs in full; depth and normals are its sub-tasks (the method's choice: segmentation's
 features are the most general of the three)."""
 SUBTASKS = ("depth", "normals")
+MULTITASK_SOURCE = "one encoder shared by every task (a multi-task checkpoint: zero deltas, nothing recomputed)"
 
 
 def subtask_files(checkpoint: Path) -> dict[str, Path]:
@@ -104,7 +115,9 @@ def load_models(
         return loaded
     subs = {t: m for t, m in dense.items() if t != BASE_TASK}
     loaded.shared = SharedMultiTaskModel.from_dense(dense[BASE_TASK], subs, delta="dense").eval()
-    loaded.sharing_source = "exact deltas from the independent models"
+    loaded.sharing_source = (
+        MULTITASK_SOURCE if checkpoint_shares_encoder(meta) else "exact deltas from the independent models"
+    )
     attached = _attach_subtask_files(loaded.shared, _subtask_files_of(path))
     if attached:
         where = f"{path.parent.name}/{path.stem}_<task>.pt"
