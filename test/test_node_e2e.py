@@ -59,6 +59,7 @@ class Rig:
         self.proc = start_node_process(namespace, extra_ros_args=list(extra_args), log_path=self.log)
         self.rec = Recorder(self.node, namespace)
         self.cam = CameraPublisher(self.node, namespace)
+        self.clients: dict[str, object] = {}
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         ok = spin_until(self.ex, lambda: self.rec.connected() and self.cam.subscribed(), timeout)
@@ -83,12 +84,23 @@ class Rig:
         raise AssertionError(f"no {outputs} for frame_id {frame_id}:\n{self.log.read_text()[-3000:]}")
 
     def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        client = self.node.create_client(srv_type, f"{self.ns}/mtshare/{name}")
-        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        fut = client.call_async(request)
-        assert spin_until(self.ex, fut.done, timeout), f"service {name} did not answer"
-        self.node.destroy_client(client)
-        return fut.result()
+        """One request to the node's service ``name``. The client is made once per service and given a moment
+        after discovery: Fast DDS drops the response to a client whose response reader the server has not
+        matched yet ("failed to send response (timeout)": rmw_fastrtps waits 100 ms for it), which a loaded
+        machine makes likely. Requests that can be repeated without effect (GetState, SetParameters) are sent
+        again when an answer is lost; a lifecycle transition is not."""
+        client = self.clients.get(name)
+        if client is None:
+            client = self.node.create_client(srv_type, f"{self.ns}/mtshare/{name}")
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            self.spin(1.0)
+            self.clients[name] = client
+        attempts = 3 if isinstance(request, (GetState.Request, SetParameters.Request)) else 1
+        for _ in range(attempts):
+            fut = client.call_async(request)
+            if spin_until(self.ex, fut.done, timeout / attempts):
+                return fut.result()
+        raise AssertionError(f"service {name} did not answer ({attempts} attempt(s) of {timeout / attempts:.0f} s)")
 
     def set_param(self, name: str, value) -> tuple[bool, str]:
         if isinstance(value, list):
