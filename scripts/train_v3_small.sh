@@ -9,7 +9,9 @@
 #      (step 1 on crops, step 3 on crops, then distilled on full frames), blocks 2-3 owned (as blocks 4-5 of
 #      6 in the shipped models), rank 16, heads at half width; exported beside the models
 #   3. the task-sharing benchmark of this setting with both baselines (bench/results/task_sharing_small.*;
-#      times the models: nothing else may run meanwhile)
+#      times the models: nothing else may run meanwhile). BENCH=0 stops before it, to train beside other
+#      work; the same command with BENCH=1 later passes the finished stages (a training run that has
+#      ended only validates and exports again) and runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -45,6 +47,7 @@ chain normals > "$RUNS/normals.log" 2>&1 &
 normals=$!
 wait "$depth"
 wait "$normals"
+[ "${BENCH:-1}" = 1 ] || exit 0
 "$VENV/bin/python" bench/task_sharing.py --checkpoint runs/v3_small/default.pt \
   --multitask runs/v3_small_multitask/model.pt --data-root data/v3/test --split val --threads 2 \
   --out bench/results/task_sharing_small
