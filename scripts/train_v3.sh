@@ -4,32 +4,21 @@
 # fresh checkout from the committed bf16 snapshots in checkpoints/).
 #   1. data: scripts/render_data_v3.sh
 #   2. multi-task pre-training: config/train/v3_multitask.yaml
-#   3. single-task fine-tuning from it: config/train/v3_finetune.yaml
-#      and its control, the multi-task model given the same training: config/train/v3_multitask_ft.yaml
 #      (exports checkpoints/v3_multitask.pt, the multi-task baseline of the benchmarks)
+#   3. single-task fine-tuning from it: config/train/v3_finetune.yaml
 #   4. the shared sub-tasks (depth, normals) against the fine-tuned segmentation model, taught by the
 #      fine-tuned independent models: scripts/train_shared.sh, resumed by round, exported beside the models as
 #      runs/v3_finetune/default_{depth,normals}.pt (evaluate with --checkpoint runs/v3_finetune/default.pt;
 #      copy the three files to mtshare_ros/weights/ together to ship them). The normals chain is shorter
 #      than the shipped v2 one (6,000 step-1 steps, no rank-64 rounds: both chains take about as long, ~1.5 h
 #      side by side): the base encoder already learnt normals in stage 1.
-# Stages 1 and 2 run data-parallel: NPROC processes (default 2) of one thread each, which on the 2 cores
-# trained 20% faster than one process on two threads (2.0 against 1.7 steps/s in stage 1; the result is the
-# same for any process count, see MODELS.md "Several processes"). NPROC=1 THREADS=2 runs one process.
+# Stages 1 and 2 run data-parallel (scripts/train_stage.sh: NPROC processes of THREADS threads, default 2 x 1).
 # Extra arguments are passed to both training stages as overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
-NPROC=${NPROC:-2}
-THREADS=${THREADS:-1}
-train() {
-  OMP_NUM_THREADS=$THREADS nice -n 10 "$VENV/bin/torchrun" --standalone --nproc-per-node "$NPROC" \
-    -m mtshare_ros.cli train --config "$1" train.threads="$THREADS" "${@:2}"
-}
 scripts/render_data_v3.sh
-train config/train/v3_multitask.yaml "$@"
-train config/train/v3_finetune.yaml "$@"
-train config/train/v3_multitask_ft.yaml "$@"   # the multi-task baseline, given stage 2's extra training
+scripts/train_stage.sh config/train/v3_multitask.yaml "$@"
+scripts/train_stage.sh config/train/v3_finetune.yaml "$@"
 BASE=runs/v3_finetune/default.pt RUNS=runs/v3_shared RESUME=1 PARALLEL=1 NORMALS_STEPS1=6000 NORMALS_GROW=0 \
   DATA='[data/v3/train_a,data/v3/train_b,data/v3/train_c,data/v3/train_d]' \
   EXPORT='runs/v3_finetune/default_{task}.pt' nice -n 10 scripts/train_shared.sh
