@@ -82,10 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--data-root",
-        default=str(ROOT / "data" / "synthetic_test"),
-        help="held-out data for accuracy: the test split, 200 rooms no model was trained or selected on "
-        "(mtshare render --out data/synthetic_test --rooms 200 --frames-per-room 3 --fps 1 --seed 3 "
-        "--val-fraction 1)",
+        default=str(ROOT / "data" / "v3" / "test"),
+        help="held-out data for accuracy: the test split of the shipped models, 200 rooms no model was trained "
+        "or selected on (scripts/render_data_v3.sh: mtshare render --out data/v3/test --rooms 200 "
+        "--frames-per-room 3 --fps 0.5 --seed 3 --val-fraction 1)",
     )
     ap.add_argument(
         "--multitask",

@@ -26,7 +26,7 @@ def test_default_is_small_fp16_with_provenance(default):
     prov = meta["provenance"]
     for key in ("command", "config", "steps", "train_time_s", "git_commit", "dataset", "val_metrics"):
         assert key in prov, key
-    assert prov["command"].startswith("mtshare train --config config/train/synthetic_small")
+    assert prov["command"].startswith("mtshare train --config config/train/v3_finetune.yaml")
 
 
 def test_default_beats_chance_on_rooms_it_never_saw(default):
