@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 DENSE=${DENSE:-mtshare_ros/weights/default.pt}
-MULTI=${MULTI:-checkpoints/v3_multitask.pt}
+MULTI=${MULTI:-mtshare_ros/weights/multitask.pt}
 SUFFIX=${OUT:+_$OUT}
 for f in "$DENSE" "${DENSE%.pt}_depth.pt" "${DENSE%.pt}_normals.pt" "$MULTI" data/v3/test/READY; do
   [ -f "$f" ] || { echo "evaluate_v3: $f is missing (scripts/train_v3.sh, scripts/render_data_v3.sh)" >&2; exit 2; }

@@ -4,7 +4,7 @@
 # fresh checkout from the committed bf16 snapshots in checkpoints/).
 #   1. data: scripts/render_data_v3.sh
 #   2. multi-task pre-training: config/train/v3_multitask.yaml
-#      (exports checkpoints/v3_multitask.pt, the multi-task baseline of the benchmarks)
+#      (exports mtshare_ros/weights/multitask.pt: `checkpoint: multitask`, the baseline of the benchmarks)
 #   3. single-task fine-tuning from it: config/train/v3_finetune.yaml
 #   4. the shared sub-tasks (depth, normals) against the fine-tuned segmentation model, taught by the
 #      fine-tuned independent models: scripts/train_shared.sh, resumed by round, exported beside the models as

@@ -6,7 +6,7 @@ import torch
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.models import load_checkpoint
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT
+from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, MULTITASK_CHECKPOINT, checkpoint_shares_encoder
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.sharing import loader
 from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS
@@ -66,6 +66,17 @@ def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
         assert DEFAULT_SUBTASKS[task].stat().st_size < 1.5e6
         assert dense[task] is not shared.base and dense[task].task == task  # the independent model
     assert dense["segmentation"] is shared.base
+
+
+def test_the_shipped_multitask_model_runs_as_one_encoder_and_three_heads():
+    """``checkpoint: multitask``: the baseline MODELS.md measures beside the engine, installed with the package."""
+    models, meta = load_checkpoint("multitask")
+    assert checkpoint_shares_encoder(meta) and list(models) == ["segmentation", "depth", "normals"]
+    assert meta["provenance"]["command"].startswith("mtshare train --config config/train/v3_multitask.yaml")
+    assert MULTITASK_CHECKPOINT.stat().st_size < 8e6  # fp16: one encoder and three heads
+    loaded = loader.load_models("multitask")
+    assert loaded.sharing_source == loader.MULTITASK_SOURCE
+    assert "[multi-task model: one encoder shared by every task]" in loader.describe_checkpoint("multitask")
 
 
 def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, monkeypatch, caplog):

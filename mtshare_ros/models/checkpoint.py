@@ -17,7 +17,12 @@ from mtshare_ros.models.vit import ModelConfig, build_task_models, shared_encode
 
 CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
 CHECKPOINT_VERSION = 1
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.pt"
+"""The shipped independent models; their trained sub-task files lie beside them (``default_<task>.pt``)."""
+MULTITASK_CHECKPOINT = WEIGHTS_DIR / "multitask.pt"
+"""The shipped multi-task model (one encoder, three heads): the baseline a user may prefer (MODELS.md)."""
+SHIPPED_CHECKPOINTS = {"default": DEFAULT_CHECKPOINT, "multitask": MULTITASK_CHECKPOINT}
 
 
 class CheckpointError(RuntimeError):
@@ -80,8 +85,8 @@ def checkpoint_shares_encoder(ckpt: dict[str, Any] | str | Path) -> bool:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """``default`` -> the weights shipped inside the package; anything else is a file path."""
-    p = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path).expanduser()
+    """``default`` / ``multitask`` -> the weights shipped inside the package; anything else is a file path."""
+    p = SHIPPED_CHECKPOINTS.get(str(path)) or Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     return p

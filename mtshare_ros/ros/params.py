@@ -45,7 +45,8 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", str, "default", "Checkpoint path, or 'default' for the shipped weights. Trained "
+    ParamSpec("checkpoint", str, "default", "Checkpoint path, 'default' for the shipped weights (independent "
+              "models and their trained sub-tasks) or 'multitask' for the shipped multi-task model. Trained "
               "sub-task files beside a dense checkpoint (<stem>_depth.pt, <stem>_normals.pt) run in the shared "
               "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
               "head per task.", True),

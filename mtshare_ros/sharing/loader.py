@@ -150,6 +150,8 @@ def describe_checkpoint(checkpoint: str) -> str:
     prov = ckpt.get("provenance", {}) if isinstance(ckpt, dict) else {}
     what = ", ".join(f"{k}={prov[k]}" for k in ("dataset", "steps", "command") if k in prov)
     kind = ckpt.get("kind", "independent models") if isinstance(ckpt, dict) else "?"
+    if kind == "independent models" and checkpoint_shares_encoder(ckpt):
+        kind = "multi-task model: one encoder shared by every task"
     line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
     if kind == "independent models":
         fits, other = _fitting_subtasks(path)
