@@ -104,7 +104,8 @@ def test_every_variant_split_and_metric_is_measured(run):
         assert sum(eng["gmacs"].values()) == pytest.approx(eng["gmacs_total"])
         # the node's token cap skips most sub-task tokens: the engine executes less than the three models
         assert eng["gmacs_total"] < ind["gmacs_total"]
-        assert all(0 < eng["recomputed_fraction"][t] <= s.max_token_fraction for t in ("depth", "normals"))
+        # the shipped sub-tasks recompute no token at the node's threshold (MODELS.md), never more than the cap
+        assert all(0 <= eng["recomputed_fraction"][t] <= s.max_token_fraction for t in ("depth", "normals"))
         assert r["results"]["multitask"][split]["gmacs_total"] < ind["gmacs_total"]
     assert r["splits"]["test"]["samples"] == r["splits"]["test"]["available"] == 4
     for v in VARIANTS:
