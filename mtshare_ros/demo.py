@@ -28,6 +28,8 @@ from mtshare_ros.runtime.colorize import colorize_array
 from mtshare_ros.sharing.loader import describe_checkpoint
 from mtshare_ros.training.metrics import HEADLINE, build_metrics
 
+SHIPPED_TRAINING_SEEDS = 10 * ROOM_SEED_STRIDE  # the shipped models' rooms: dataset seeds 10-13 (render_data_v3.sh)
+
 log = logging.getLogger("mtshare.demo")
 
 
@@ -191,8 +193,6 @@ def _sharing_line(d: dict) -> str:
         f"normals {float(d['recomputed_normals']):.0%}; executed {float(d['gmacs_executed']):.2f} GMACs vs "
         f"{float(d['gmacs_independent']):.2f} for independent models ({float(d['macs_saved_fraction']):.0%} saved)"
     )
-
-SHIPPED_TRAINING_SEEDS = 10 * ROOM_SEED_STRIDE  # the shipped models' rooms: dataset seeds 10-13 (render_data_v3.sh)
 
 
 def summary_markdown(s: dict) -> str:
