@@ -3,8 +3,8 @@
 # multi-task model matched the independent models, so the comparison is repeated with a model of a fifth of
 # the size, where the three tasks compete for capacity. Resumable at every stage; needs data/v3
 # (scripts/render_data_v3.sh). About 4 h on 2 cores:
-#   1. the multi-task model (config/train/v3_small_multitask.yaml) and the three independent models
-#      (config/train/v3_small.yaml), same recipe, data and batch order (scripts/train_stage.sh)
+#   1. the multi-task model and the three independent models, both from config/train/v3_small.yaml (the first
+#      with train.shared_encoder=true: the same recipe, data and batch order; scripts/train_stage.sh)
 #   2. the shared sub-tasks against the small segmentation model, a short chain of the shipped one's rounds
 #      (step 1 on crops, step 3 on crops, then distilled on full frames), blocks 2-3 owned (as blocks 4-5 of
 #      6 in the shipped models), rank 16, heads at half width; exported beside the models
@@ -15,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-scripts/train_stage.sh config/train/v3_small_multitask.yaml
+scripts/train_stage.sh config/train/v3_small.yaml train.shared_encoder=true train.out_dir=runs/v3_small_multitask \
+  export.path=null
 scripts/train_stage.sh config/train/v3_small.yaml
 BASE=runs/v3_small/default.pt RUNS=runs/v3_small_shared RESUME=1 PARALLEL=1 \
   DATA='[data/v3/train_a,data/v3/train_b,data/v3/train_c,data/v3/train_d]' EXPORT='runs/v3_small/default_{task}.pt' \
