@@ -43,9 +43,14 @@ class ModelConfig:
     detail_channels: int = 16
     num_classes: int = 15
     extra: dict = field(default_factory=dict)
+    # pixels at img_size's width: depth is predicted for a camera of this focal length (models/focal.py);
+    # None: metric depth directly, whatever the camera (checkpoints from before the scheme)
+    canonical_focal: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["canonical_focal"] is None:  # older checkpoints and training states compare equal
+            del d["canonical_focal"]
         d["img_size"] = list(self.img_size)
         d["feature_layers"] = list(self.feature_layers)
         return d
