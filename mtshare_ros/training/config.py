@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mtshare_ros.models.vit import TASK_CHANNELS, ModelConfig
+from mtshare_ros.training.sensor import SensorEffects
 
 DEFAULTS: dict[str, Any] = {
     "model": {},  # ModelConfig fields; num_classes defaults to the dataset's class count
@@ -59,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
         # tasks through one encoder, run once per batch); false: independent single-task models
         "shared_encoder": False,
     },
+    # sensor effects on the training images (training/sensor.py: noise, blur, exposure, white balance, gamma,
+    # JPEG, vignetting); each key of SensorEffects may be set, ``enabled`` switches them all
+    "sensor": asdict(SensorEffects()),
     # where to also write the final model checkpoint; ``merge``: a checkpoint whose other tasks' models the
     # exported file keeps (fine-tune one task of the shipped default and export it back beside the others)
     "export": {"path": None, "half": True, "merge": None},
@@ -168,6 +173,10 @@ def validate(cfg: dict[str, Any]) -> None:
     unknown_w = sorted(set(t["loss_weights"]) - set(TASK_CHANNELS))
     if unknown_w:
         raise ConfigError(f"train.loss_weights has unknown task(s) {unknown_w}")
+    try:
+        SensorEffects.from_config(cfg["sensor"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"sensor: {exc}") from exc
     size = cfg["data"]["size"]
     if size is not None and (not isinstance(size, list) or len(size) != 2):
         raise ConfigError(f"data.size must be [H, W] or null, got {size!r}")
