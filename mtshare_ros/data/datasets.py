@@ -23,6 +23,7 @@ PASCAL-Context (ATRC layout)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -126,6 +127,17 @@ class NyudLayoutDataset(DenseDataset):
         self.tasks = [t for t in ("segmentation", "depth", "normals") if (self.root / t).is_dir()]
         if not (self.root / "images").is_dir():
             raise FileNotFoundError(f"{self.root / 'images'}: image folder not found")
+        self._focals: dict[str, float] | None = None
+
+    def focal(self, name: str) -> float | None:
+        """fx (pixels at the stored size) of frame ``name`` from its sequence's cameras.json, None if unknown."""
+        if self._focals is None:
+            self._focals = {}
+            for cam in sorted(self.root.glob("sequences/*/cameras.json")):
+                cams = json.loads(cam.read_text())
+                fx = float(cams["K"][0][0])
+                self._focals.update({item["name"]: fx for item in cams.get("frames", [])})
+        return self._focals.get(name)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -135,6 +147,9 @@ class NyudLayoutDataset(DenseDataset):
         image = _read_image(_find(self.root / "images", name, (".jpg", ".png", ".jpeg"), "image"))
         hw = image.shape[:2]
         sample = {"image": image, "name": name}
+        fx = self.focal(name)
+        if fx is not None:
+            sample["focal"] = fx
         if "segmentation" in self.tasks:
             path = _find(self.root / "segmentation", name, (".png",), "segmentation")
             raw = _read_png(path, f"uint8 labels, 0 = void, 1..{self.num_classes} = classes")

@@ -46,6 +46,8 @@ def resize(sample: dict, size: tuple[int, int]) -> dict:
             out[key] = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
             if key == "segmentation":
                 out[key] = out[key].astype(sample[key].dtype)
+    if "focal" in sample:  # a resized image has its focal length scaled with it
+        out["focal"] = float(sample["focal"]) * w / src_w
     return out
 
 
@@ -93,6 +95,8 @@ def to_tensors(sample: dict) -> dict:
     if "normals" in sample:
         n = np.ascontiguousarray(sample["normals"].transpose(2, 0, 1), dtype=np.float32)
         out["normals"] = torch.from_numpy(n)
+    if "focal" in sample:
+        out["focal"] = torch.tensor(float(sample["focal"]), dtype=torch.float32)
     out["name"] = sample.get("name", "")
     return out
 
