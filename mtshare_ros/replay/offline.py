@@ -21,6 +21,7 @@ from mtshare_ros.replay.frames import read_frames
 from mtshare_ros.replay.outbag import OutputBag
 from mtshare_ros.replay.sink import Sink
 from mtshare_ros.replay.topics import BagError, Topics
+from mtshare_ros.runtime.camera import focal_of
 
 
 def _header(frame):
@@ -90,9 +91,10 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
         if why:
             predictor.reset_stream()
             breaks.append(f"frame {frame.index}: {why}")
-        pred = predictor.predict(rgb, settings)
+        camera = _camera(frame.info)
+        pred = predictor.predict(rgb, settings, focal_of(camera, rgb.shape[1]))
         full = rgb if getattr(settings, "output_size", "inference") == "input" else None
-        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), _camera(frame.info), full, buffers)
+        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), camera, full, buffers)
         latency = (time.perf_counter() - t0) * 1e3
         bag_out.write_messages(OutputPublishers.to_messages(outputs, _header(frame)), frame.log_ns)
         stats = dict(pred.stats)

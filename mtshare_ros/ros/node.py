@@ -37,7 +37,7 @@ from mtshare_ros.ros.conversions import camera_model, image_to_rgb
 from mtshare_ros.ros.publish import OutputPublishers
 from mtshare_ros.ros.resources import use_fastdds_profile
 from mtshare_ros.runtime.buffers import OutputBuffers
-from mtshare_ros.runtime.camera import CameraModel, camera_problem
+from mtshare_ros.runtime.camera import CameraModel, camera_problem, focal_of
 from mtshare_ros.runtime.decode import FrameError
 from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap
 from mtshare_ros.runtime.latest_frame import LatestFrameWorker
@@ -255,7 +255,7 @@ class MtshareNode(LifecycleNode):
         full = rgb if settings.output_size == "input" else None
         wanted = self.outputs.wanted()
         try:  # every step that allocates on the device: inference, then colours and points
-            pred = self.predictor.predict(rgb, settings)
+            pred = self.predictor.predict(rgb, settings, focal_of(camera, rgb.shape[1]))
             t2 = time.perf_counter()
             outputs = assemble_outputs(pred, len(self.predictor.class_names), wanted, camera, full,
                                        self._buffers)  # turned into messages (copies) before the next frame

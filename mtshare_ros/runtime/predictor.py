@@ -9,6 +9,7 @@ colours and points there and copies each output to the host once.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -17,10 +18,13 @@ import numpy as np
 import torch
 
 from mtshare_ros.models.device import select_device
+from mtshare_ros.models.focal import focal_at_input, metric_depth
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
+
+log = logging.getLogger(__name__)
 
 
 def inference_size(
@@ -98,6 +102,7 @@ class Predictor:
         self.class_names = self.loaded.class_names
         self.temporal_cache = TemporalCache()
         self._temporal_on = False  # whether the last frame ran with temporal sharing (its switch-off frees memory)
+        self._warned_focal = False
         self.restore()
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -182,8 +187,13 @@ class Predictor:
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
         return outputs, stats
 
-    def predict(self, rgb: np.ndarray, settings: FrameSettings | None = None) -> Prediction:
+    def predict(self, rgb: np.ndarray, settings: FrameSettings | None = None, fx: float | None = None) -> Prediction:
         """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame.
+
+        ``fx``: the camera's horizontal focal length in pixels of ``rgb`` (camera_info's, ``runtime/camera.py``
+        ``focal_of``). A checkpoint with a canonical focal length makes its depth metric with it
+        (models/focal.py); without it that checkpoint assumes its training data's nominal focal length and says
+        so once. Checkpoints without a canonical focal length predict metric depth and ignore ``fx``.
 
         Raises ``OutOfMemory`` when the device runs out of memory at any step of the frame (upload, inference,
         postprocessing), after ``release_caches``: the frame is lost, the predictor serves the next one."""
@@ -192,15 +202,28 @@ class Predictor:
         if reason:
             raise ValueError(reason)
         try:
-            return self._predict(rgb, settings)
+            return self._predict(rgb, settings, fx)
         except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the device has left
             reason = OutOfMemory.reason(exc)
         # released outside the handler: the exception's traceback holds the failed frame's tensors until it ends
         self.release_caches()
         raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {reason}")
 
+    def _focal(self, fx: float | None, rgb: np.ndarray, x: torch.Tensor) -> float | None:
+        """``fx`` at the model's input, None (the nominal focal length) when unknown: warned once."""
+        if self.cfg.canonical_focal is None:
+            return None
+        if fx is None or not fx > 0:
+            if not self._warned_focal:
+                log.warning("no camera focal length (camera_info): depth assumes the training data's nominal "
+                            "focal length, %.1f px at %d px wide; metric depth is off by the ratio of the true one",
+                            self.cfg.canonical_focal, self.cfg.img_size[1])
+                self._warned_focal = True
+            return None
+        return focal_at_input(fx, rgb.shape[1], x.shape[-1])
+
     @torch.inference_mode()
-    def _predict(self, rgb: np.ndarray, settings: FrameSettings) -> Prediction:
+    def _predict(self, rgb: np.ndarray, settings: FrameSettings, fx: float | None) -> Prediction:
         t0 = time.perf_counter()
         x, scale, image = self.preprocess(rgb, settings.max_width)
         t1 = time.perf_counter()
@@ -213,7 +236,8 @@ class Predictor:
             # max().indices: the same labels as argmax, ~10x cheaper on CPU for (K, H, W) logits
             pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8)
         if "depth" in settings.tasks:
-            pred.depth = _in_range(outputs["depth"][0, 0].float(), settings.min_depth, settings.max_depth)
+            depth = metric_depth(outputs["depth"][0, 0].float(), self.cfg.canonical_focal, self._focal(fx, rgb, x))
+            pred.depth = _in_range(depth, settings.min_depth, settings.max_depth)
         if "normals" in settings.tasks:
             pred.normals = outputs["normals"][0].float().permute(1, 2, 0).contiguous()
         t3 = time.perf_counter()
