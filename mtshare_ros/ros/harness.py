@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from mtshare_ros.ros.conversions import array_to_image
-from mtshare_ros.ros.publish import OUTPUT_TYPES
+from mtshare_ros.ros.publish import output_type
 from mtshare_ros.ros.resources import share_path, use_fastdds_profile
 from mtshare_ros.runtime.outputs import OUTPUT_NAMES
 
@@ -102,7 +102,7 @@ class Recorder:
         self._lock = threading.Lock()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._subs = [
-            self.node.create_subscription(OUTPUT_TYPES[name], f"{self.namespace}/{name}", self._cb(name), qos)
+            self.node.create_subscription(output_type(name), f"{self.namespace}/{name}", self._cb(name), qos)
             for name in self.outputs
         ]
         self._subs.append(self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10))

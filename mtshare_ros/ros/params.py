@@ -16,6 +16,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings, TemporalSettings
+from mtshare_ros.tasks import task_names
 
 RELIABILITIES = ("reliable", "best_effort")
 _FRAME = FrameSettings()
@@ -52,7 +53,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "head per task.", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
     ParamSpec("tasks", list, list(_FRAME.tasks),
-              f"Enabled tasks (subset of {', '.join(ALL_TASKS)}); changeable at run time."),
+              f"Enabled tasks (subset of {', '.join(ALL_TASKS)} and any task registered through "
+              "MTSHARE_TASK_MODULES); changeable at run time."),
     ParamSpec("input_transport", str, "raw",
               "'raw' subscribes to 'image' (sensor_msgs/Image), 'compressed' to 'image/compressed'.", True,
               choices=("raw", "compressed")),
@@ -131,9 +133,9 @@ def check(name: str, value: Any) -> str:
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {list(spec.choices)}, got {value!r}"
     if name == "tasks":
-        unknown = [t for t in value if t not in ALL_TASKS]
+        unknown = [t for t in value if t not in task_names()]
         if not value or unknown:
-            return f"tasks must be a non-empty subset of {list(ALL_TASKS)}; got {list(value)}"
+            return f"tasks must be a non-empty subset of {list(task_names())}; got {list(value)}"
         if len(set(value)) != len(value):
             return f"tasks lists a task twice: {list(value)}"
     if name.startswith("sharing.") and name.endswith("_threshold") and value != -1.0 and value < 0:

@@ -21,6 +21,7 @@ from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
+from mtshare_ros.tasks import task_spec
 
 
 def inference_size(
@@ -39,16 +40,6 @@ def inference_size(
     return h, w
 
 
-def _in_range(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """``depth`` with NaN outside [low, high] (invalid, REP 118), on its device. On the CPU through numpy: torch
-    runs an elementwise op of a frame's size on all its threads, and on a busy CPU that parallel region waits for
-    a second core (measured 1.3x slower on one thread, up to 100x on two while another process loads them)."""
-    if depth.device.type == "cpu":
-        d = depth.numpy()
-        return torch.from_numpy(np.where((d >= low) & (d <= high), d, np.float32(np.nan)))
-    return torch.where((depth >= low) & (depth <= high), depth, torch.nan)
-
-
 class OutOfMemory(RuntimeError):
     """The device ran out of memory on a frame; its caches were released, the next frame may fit."""
 
@@ -62,8 +53,9 @@ class OutOfMemory(RuntimeError):
 class Prediction:
     """Per-task outputs at the inference resolution, as tensors on the predictor's device (contiguous).
 
-    segmentation: (h, w) uint8 class ids; depth: (h, w) float32 metres, NaN where invalid;
-    normals: (h, w, 3) float32 unit vectors in the camera optical frame (x right, y down, z forward).
+    maps: task -> its published map (``TaskSpec.to_map``): segmentation (h, w) uint8 class ids; depth (h, w)
+    float32 metres, NaN where invalid; normals (h, w, 3) float32 unit vectors in the camera optical frame (x right,
+    y down, z forward); any registered task its own. Only the tasks that ran are present.
     image: the (h, w, 3) uint8 RGB input as the model saw it (resized), e.g. to colour a point cloud.
     stats: numbers for diagnostics (sharing on/off, executed GMACs, recomputed fractions).
     """
@@ -71,9 +63,7 @@ class Prediction:
     size: tuple[int, int]
     scale: tuple[float, float]  # (sx, sy) from input pixels to output pixels
     image: torch.Tensor | None = None
-    segmentation: torch.Tensor | None = None
-    depth: torch.Tensor | None = None
-    normals: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -208,14 +198,8 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
-        if "segmentation" in settings.tasks:
-            # max().indices: the same labels as argmax, ~10x cheaper on CPU for (K, H, W) logits
-            pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8)
-        if "depth" in settings.tasks:
-            pred.depth = _in_range(outputs["depth"][0, 0].float(), settings.min_depth, settings.max_depth)
-        if "normals" in settings.tasks:
-            pred.normals = outputs["normals"][0].float().permute(1, 2, 0).contiguous()
+        maps = {task: task_spec(task).to_map(outputs[task][0], settings) for task in settings.tasks}
+        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, maps=maps, stats=stats)
         t3 = time.perf_counter()
         pred.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return pred
