@@ -1,6 +1,6 @@
 """Frames of several cameras in one pass equal each frame alone (the shipped models, task sharing on): the batch
-reorders float sums only, so labels agree on >= 99.9% of pixels, depth to 1e-4 relative, unit normals to 1e-4 (99.9% of pixels); token
-selection stays per frame (a frame's recomputed tokens do not depend on the other frames)."""
+reorders float sums only, so labels agree on >= 99.9% of pixels, depth to 1e-4 relative, unit normals to 1e-4
+(99.9% of pixels); token selection stays per frame (a frame's recomputed tokens do not depend on the other frames)."""
 
 import numpy as np
 import pytest

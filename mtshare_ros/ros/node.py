@@ -13,39 +13,52 @@ someone subscribes. Parameters come from one table (``ros/params.py``) and reach
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import signal
+import os
 import sys
-import threading
-import time
-import traceback
-from dataclasses import dataclass
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_srvs.srv import Trigger
+if "torch" not in sys.modules:  # the node's own process: OpenMP reads its wait policy once, when torch loads it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # runtime/cpu.py: spinning threads starve on a shared CPU
+OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "") if "torch" not in sys.modules else "set before this module"
 
-from mtshare_ros.ros import params
-from mtshare_ros.ros.conversions import camera_model, image_to_rgb
-from mtshare_ros.ros.publish import OutputPublishers
-from mtshare_ros.ros.resources import use_fastdds_profile
-from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap
-from mtshare_ros.runtime.latest_frame import LatestFramesWorker
-from mtshare_ros.runtime.pipeline import CameraPipeline, Job, infer_together
-from mtshare_ros.runtime.predictor import Predictor
-from mtshare_ros.runtime.rates import RollingStats
-from mtshare_ros.runtime.settings import FrameSettings
+import argparse  # noqa: E402
+import difflib  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import rclpy  # noqa: E402
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+from rcl_interfaces.msg import SetParametersResult  # noqa: E402
+from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from rclpy.time import Time  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from mtshare_ros.ros import params  # noqa: E402
+from mtshare_ros.ros.conversions import camera_model, image_to_rgb  # noqa: E402
+from mtshare_ros.ros.publish import OutputPublishers  # noqa: E402
+from mtshare_ros.ros.resources import use_fastdds_profile  # noqa: E402
+from mtshare_ros.runtime.budget import LatencyBudget  # noqa: E402
+from mtshare_ros.runtime.cpu import StarvationWatch, choose_threads  # noqa: E402
+from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap  # noqa: E402
+from mtshare_ros.runtime.latest_frame import LatestFramesWorker  # noqa: E402
+from mtshare_ros.runtime.pipeline import CameraPipeline, Job, infer_together  # noqa: E402
+from mtshare_ros.runtime.predictor import Predictor  # noqa: E402
+from mtshare_ros.runtime.rates import RollingStats  # noqa: E402
+from mtshare_ros.runtime.settings import FrameSettings  # noqa: E402
 
 NODE_NAME = "mtshare"
+DELAY_FILE_ENV = "MTSHARE_TEST_DELAY_FILE"
+"""Test hook (documented, off unless set): a file holding milliseconds the worker sleeps before each inference pass,
+read every pass: a real slow frame, to test the latency budget. Nothing reads it when the variable is unset."""
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
 
@@ -78,6 +91,8 @@ class Camera:
         self.last_error = ""
         self.last_stats: dict[str, float] = {}
         self.heap = HeapTrimmer()  # freed memory back to the OS after this camera's configuration changes
+        self.budget = LatencyBudget()
+        self.skipped = 0  # frames left out by the budget's frame-rate step
 
 
 class MtshareNode(LifecycleNode):
@@ -95,6 +110,10 @@ class MtshareNode(LifecycleNode):
         self._warned: set[str] = set()
         self._diag_pub = None
         self._diag_timer = None
+        self._threads, self._threads_reason = torch.get_num_threads(), ""
+        self.starvation = StarvationWatch(self._threads)
+        delay = os.environ.get(DELAY_FILE_ENV)
+        self._delay_file = Path(delay) if delay else None
 
     @property
     def outputs(self) -> OutputPublishers | None:
@@ -158,6 +177,9 @@ class MtshareNode(LifecycleNode):
             reason = params.check_cameras(names)
             if reason:
                 raise ValueError(reason)
+            self._threads, self._threads_reason = choose_threads(self.get_parameter("threads").value)
+            torch.set_num_threads(self._threads)
+            self.starvation = StarvationWatch(self._threads)
             self.predictor = Predictor(self.get_parameter("checkpoint").value, self.get_parameter("device").value)
             reason = self.predictor.check(self.settings)
             if reason:
@@ -175,7 +197,8 @@ class MtshareNode(LifecycleNode):
         self.get_logger().info(
             f"configured: device {self.predictor.device}, tasks {list(self.settings.tasks)}, "
             f"input {loaded.cfg.img_size}, provenance {loaded.meta.get('provenance', {}).get('command', 'n/a')}, "
-            f"sharing: {loaded.sharing_source}" + (f", cameras {names}" if names != [""] else "")
+            f"sharing: {loaded.sharing_source}, {self._threads_reason}, OMP_WAIT_POLICY={OMP_WAIT_POLICY or 'unset'}"
+            + (f", cameras {names}" if names != [""] else "")
         )
         return super().on_configure(state)
 
@@ -263,9 +286,13 @@ class MtshareNode(LifecycleNode):
         cameras whose frame failed."""
         assert self.predictor is not None
         settings = self.settings  # this batch's settings, whole
-        jobs, started, failed = [], {}, []
+        budget_ms = self.get_parameter("latency_budget_ms").value
+        jobs, started, failed, job_settings = [], {}, [], []
         for name, frame in batch.items():
             cam = self.cameras[name]
+            if budget_ms > 0 and not cam.budget.take():  # the budget's frame-rate step
+                cam.skipped += 1
+                continue
             t0 = time.perf_counter()
             rgb, error = cam.pipeline.decode(lambda m=frame.msg: image_to_rgb(m))
             if rgb is None:
@@ -279,31 +306,68 @@ class MtshareNode(LifecycleNode):
             if why and settings.temporal.enabled:
                 self.get_logger().info(f"new stream ({why}): keyframe (frame on {cam.image_topic})")
             cam.pipeline.check_size(rgb.shape[:2], cam.image_topic)
-            jobs.append(Job(cam.pipeline, rgb, cam.outputs.wanted(), cam.pipeline.camera))
+            jobs.append(Job(cam.pipeline, rgb, cam.budget.wanted(cam.outputs.wanted()), cam.pipeline.camera))
+            job_settings.append(cam.budget.settings(settings))
             started[name] = (t0, time.perf_counter())
-        try:
-            results = infer_together(jobs, settings)
-        except Exception:  # a batch that fails: each frame alone, so that the failure is its own camera's
-            results = []
-            for job in jobs:
-                try:
-                    results.append(job.pipeline.infer(job.rgb, settings, job.wanted, job.camera))
-                except Exception as exc:
-                    results.append(None)
-                    self._on_frame_error(job.pipeline.name, exc)
-        for job, result in zip(jobs, results, strict=True):
+        self._injected_delay()
+        self.get_logger().debug(f"pass of {len(jobs)} frame(s) from {sorted(batch)}")
+        self.starvation.begin()
+        results = self._infer(jobs, job_settings)
+        self.starvation.end()
+        for job, result, frame_settings in zip(jobs, results, job_settings, strict=True):
             cam = self.cameras[job.pipeline.name]
             if result is None:
                 failed.append(cam.name)
                 continue
-            self._publish(cam, batch[cam.name], result, started[cam.name], settings, job.wanted)
+            latency = self._publish(cam, batch[cam.name], result, started[cam.name], frame_settings, job.wanted)
+            if latency is not None:
+                cam.budget.observe(latency, budget_ms)
         return failed
 
+    def _infer(self, jobs: list[Job], job_settings: list[FrameSettings]) -> list:
+        """Each group of jobs with one settings value through ``infer_together``; a group that fails runs frame by
+        frame, so that a failure is its own camera's (None in its place)."""
+        results: list = [None] * len(jobs)
+        groups: list[tuple[FrameSettings, list[int]]] = []
+        for i, st in enumerate(job_settings):
+            for gs, idx in groups:
+                if gs == st:
+                    idx.append(i)
+                    break
+            else:
+                groups.append((st, [i]))
+        for st, idx in groups:
+            try:
+                for i, r in zip(idx, infer_together([jobs[i] for i in idx], st), strict=True):
+                    results[i] = r
+            except Exception as exc:  # reported, then each frame alone: a failure that is one camera's stays its own
+                self.get_logger().warning(f"a pass of {len(idx)} frames failed ({type(exc).__name__}: {exc}); "
+                                          "running them one by one", throttle_duration_sec=5.0)
+                for i in idx:
+                    try:
+                        results[i] = jobs[i].pipeline.infer(jobs[i].rgb, st, jobs[i].wanted, jobs[i].camera)
+                    except Exception as exc:
+                        self._on_frame_error(jobs[i].pipeline.name, exc)
+        return results
+
+    def _injected_delay(self) -> None:
+        """The test hook of ``DELAY_FILE_ENV``: sleep what the file says (a slow frame), when it is set."""
+        if self._delay_file is None:
+            return
+        try:
+            ms = float(self._delay_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if ms > 0:
+            time.sleep(ms / 1e3)
+
     def _publish(self, cam: Camera, frame: Frame, result, times: tuple[float, float], settings: FrameSettings,
-                 wanted) -> None:
+                 wanted) -> float | None:
+        """Publish one camera's outputs and record its timings; returns the frame's latency (ms), None when it
+        had no outputs."""
         if result.status == "out_of_memory":
             self._out_of_memory(cam, result.error)
-            return
+            return None
         t0, t1 = times
         t2 = time.perf_counter()
         pred = result.prediction
@@ -325,6 +389,7 @@ class MtshareNode(LifecycleNode):
         )
         cam.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
         cam.heap.after_frame((result.rgb.shape, pred.size, settings, frozenset(wanted)))
+        return stamp_age
 
     def _out_of_memory(self, cam: Camera, error: str) -> None:
         """A frame the device had no memory for: skipped (counted as rejected), and everything kept between
@@ -362,6 +427,21 @@ class MtshareNode(LifecycleNode):
         }
         if cam.name:
             values["camera"], values["image_topic"] = cam.name, cam.image_topic
+        budget_ms = self.get_parameter("latency_budget_ms").value
+        if budget_ms > 0 or cam.budget.level:
+            st = cam.budget.settings(self.settings)
+            values["latency_budget_ms"] = f"{budget_ms:.1f}"
+            values["budget_level"] = str(cam.budget.level)
+            values["budget_state"] = cam.budget.describe_level()
+            values["budget_last_change"] = cam.budget.reason
+            values["budget_sharing_max_token_fraction"] = f"{st.sharing.max_token_fraction:.3f}"
+            values["budget_temporal_max_token_fraction"] = f"{st.temporal.max_token_fraction:.3f}"
+            values["frames_skipped_by_budget"] = str(cam.skipped)
+        values["threads"] = str(self._threads)
+        values["threads_choice"] = self._threads_reason
+        values["omp_wait_policy"] = OMP_WAIT_POLICY or "unset"
+        values["cpu_share"] = f"{self.starvation.share():.2f}"
+        values["starved"] = str(self.starvation.starved()).lower()
         values.update({k: f"{v:.3f}" for k, v in cam.last_stats.items()})
         if self.settings.temporal.enabled:
             cache = cam.pipeline.cache
@@ -374,6 +454,12 @@ class MtshareNode(LifecycleNode):
         message = "running"
         if cam.bad_frames and cam.last_error:
             level, message = DiagnosticStatus.WARN, f"rejected frames; last: {cam.last_error}"
+        elif self.starvation.starved():
+            level, message = DiagnosticStatus.WARN, (
+                f"inference starved: the process got {self.starvation.share():.0%} of the CPU its "
+                f"{self._threads} thread(s) could use (other processes hold the cores)")
+        elif cam.budget.level:
+            level, message = DiagnosticStatus.WARN, f"latency budget: {cam.budget.reason}"
         suffix = f" {cam.name}" if cam.name else ""
         return DiagnosticStatus(
             level=level,
