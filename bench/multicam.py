@@ -81,6 +81,7 @@ class Layout:
         self.ex.add_node(self.node)
         self.procs, self.rec, self.cam, self.logs = [], [], [], []
         names = [f"c{i}" for i in range(n)]
+        self.diag_of: list[tuple[int, str]] = []  # per camera: (recorder of its node's namespace, camera name)
         if one_node:
             ns = f"/mc_{tag}"
             log = out_dir / f".multicam_{tag}.log"
@@ -88,6 +89,8 @@ class Layout:
                                                  log_path=log))
             self.logs.append(log)
             topics = [f"{ns}/{c}" for c in names]
+            self.node_rec = Recorder(self.node, ns, outputs=())
+            self.diag_of = [(-1, c) for c in names]
         else:
             topics = []
             for i in range(n):
@@ -96,6 +99,7 @@ class Layout:
                 self.procs.append(start_node_process(ns, extra_ros_args=list(extra), log_path=log))
                 self.logs.append(log)
                 topics.append(ns)
+                self.diag_of.append((i, ""))
         self.rec = [Recorder(self.node, t, outputs=OUTPUTS) for t in topics]
         self.cam = [CameraPublisher(self.node, t) for t in topics]
         ok = spin_until(self.ex, lambda: all(r.connected() for r in self.rec) and all(c.subscribed() for c in self.cam),
@@ -128,13 +132,14 @@ def stream(layout: Layout, seconds: float, desc: str) -> dict:
     spin_until(layout.ex, lambda: False, 2.0)
     cpu = (sum(cpu_seconds(p.pid) for p in layout.procs) - cpu0) / wall
     cams = []
-    for rec in layout.rec:
+    for rec, (which, camera) in zip(layout.rec, layout.diag_of, strict=True):
         got = [m for m in rec.messages["segmentation"] if m.received - start <= wall + 2.0]
         lat = np.array([m.latency_ms for m in got]) if got else np.array([np.nan])
-        diag = rec.latest_diagnostics()
+        diag = (layout.node_rec if which < 0 else rec).latest_diagnostics(camera)
         cams.append({"sent": k, "delivered": len(got), "fps": len(got) / wall,
                      "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p95": float(np.percentile(lat, 95)),
-                     "budget_state": diag.get("budget_state", "")})
+                     "budget_state": diag.get("budget_state", ""), "threads": diag.get("threads", ""),
+                     "starved": diag.get("starved", "")})
     return {"wall_s": wall, "cpu_cores_used": cpu, "rss_mb": sum(rss_mb(p.pid) for p in layout.procs),
             "cameras": cams, "fps_total": sum(c["fps"] for c in cams),
             "latency_ms_p50": float(np.nanmedian([c["latency_ms_p50"] for c in cams])),

@@ -128,11 +128,13 @@ class Recorder:
         """True once every output topic has a publisher (the node is configured)."""
         return all(s.get_publisher_count() > 0 for s in self._subs[: len(self.outputs)])
 
-    def latest_diagnostics(self) -> dict[str, str]:
+    def latest_diagnostics(self, camera: str = "") -> dict[str, str]:
+        """The latest /diagnostics values of this namespace's node; ``camera``: of that camera's status (a node
+        with several cameras, ``namespace`` being the node's)."""
         with self._lock:
             for arr in reversed(self.diagnostics):
                 for st in arr.status:
-                    if st.name.startswith(self.namespace + "/"):
+                    if st.name.startswith(self.namespace + "/") and (not camera or st.name.endswith(f" {camera}")):
                         return {kv.key: kv.value for kv in st.values}
         return {}
 
