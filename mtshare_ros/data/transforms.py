@@ -41,11 +41,10 @@ def resize(sample: dict, size: tuple[int, int]) -> dict:
     for key in task_names():
         if key in sample:
             arr = sample[key]
-            if key == "segmentation":
-                arr = arr.astype(np.int32)  # cv2 has no int64 resize
-            out[key] = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
-            if key == "segmentation":
-                out[key] = out[key].astype(sample[key].dtype)
+            integer = np.issubdtype(arr.dtype, np.integer)  # class ids: cv2 has no int64 resize
+            out[key] = cv2.resize(arr.astype(np.int32) if integer else arr, (w, h), interpolation=cv2.INTER_NEAREST)
+            if integer:
+                out[key] = out[key].astype(arr.dtype)
     return out
 
 
