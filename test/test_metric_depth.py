@@ -81,10 +81,10 @@ def test_dataset_samples_carry_their_focal_length(tmp_path):
     from mtshare_ros.data.synthetic import load_sequence, write_dataset
 
     root = write_dataset(tmp_path / "d", num_rooms=1, frames_per_room=2, height=48, width=64, seed=3,
-                         val_fraction=1, progress=False)
+                         val_fraction=0, progress=False)
     fx = float(next(load_sequence(root, next((root / "sequences").iterdir()).name)).K[0, 0])
-    assert float(build_dataset("synthetic", root, "val", size=(48, 64))[0]["focal"]) == pytest.approx(fx)
-    assert float(build_dataset("synthetic", root, "val", size=(24, 32))[0]["focal"]) == pytest.approx(fx / 2)
+    assert float(build_dataset("synthetic", root, "train", size=(48, 64))[0]["focal"]) == pytest.approx(fx)
+    assert float(build_dataset("synthetic", root, "train", size=(24, 32))[0]["focal"]) == pytest.approx(fx / 2)
 
 
 def _checkpoint(tmp_path, canonical):
@@ -102,12 +102,12 @@ def test_predictor_makes_depth_metric_with_the_cameras_focal(tmp_path, caplog):
     rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)  # twice the model's input
     p = Predictor(str(_checkpoint(tmp_path, 30.0)), device="cpu")
     with caplog.at_level(logging.WARNING):
-        nominal = p.predict(rgb, settings).depth
-        again = p.predict(rgb, settings).depth
+        nominal = p.predict(rgb, settings).maps["depth"]
+        again = p.predict(rgb, settings).maps["depth"]
     assert torch.equal(nominal, again)
     assert sum("nominal focal length" in r.message for r in caplog.records) == 1  # one warning, not per frame
     # fx 120 px on the 96 px frame is 60 px at the model's 48: twice the canonical 30 px
-    assert torch.allclose(p.predict(rgb, settings, fx=120.0).depth, 2 * nominal, rtol=1e-6)
+    assert torch.allclose(p.predict(rgb, settings, fx=120.0).maps["depth"], 2 * nominal, rtol=1e-6)
     old = Predictor(str(_checkpoint(tmp_path, None)), device="cpu")  # no canonical focal: as before
-    assert torch.equal(old.predict(rgb, settings, fx=120.0).depth, old.predict(rgb, settings).depth)
+    assert torch.equal(old.predict(rgb, settings, fx=120.0).maps["depth"], old.predict(rgb, settings).maps["depth"])
     assert old.cfg.canonical_focal is None

@@ -33,6 +33,7 @@ from mtshare_ros.models.device import select_device
 from mtshare_ros.models.focal import canonical_depth
 from mtshare_ros.models.vit import ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.sharing.loader import load_models
+from mtshare_ros.tasks import task_spec
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
 from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
@@ -167,10 +168,7 @@ def batch_augment(
         out = {}
         for key, t in targets.items():
             m = flip.view(b, *([1] * (t.dim() - 1)))
-            flipped = t.flip(-1)
-            if key == "normals":
-                flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], device=t.device).view(1, 3, 1, 1)
-            out[key] = torch.where(m, flipped, t)
+            out[key] = torch.where(m, task_spec(key).flip_target(t), t)
         targets = out
     if colour:
         f = 1.0 + colour * (2.0 * draws[:, 1:] - 1.0)  # brightness, contrast, saturation factors
@@ -502,6 +500,11 @@ class Trainer:
             image, targets = batch_augment(
                 image, targets, self.step, t["seed"], self.info, bool(aug.get("hflip")), float(aug.get("colour", 0.0))
             )
+        for task in self.tasks:  # ground truth made from the (augmented) image itself, for tasks that define it
+            spec = task_spec(task)
+            if task not in targets and spec.target_from_image is not None:
+                targets[task] = spec.target_from_image(image)
+        # sensor effects after the targets made from the image: the model sees through them, its targets do not
         image = apply_sensor_effects(image, self.sensor, t["seed"], self.step, self.info.rank, self.info.world_size)
         if "depth" in targets and self.mcfg.canonical_focal is not None and "focal" in batch:
             # the depth a camera of the canonical focal length would see (models/focal.py)
