@@ -49,8 +49,8 @@ def test_two_fields_of_view_give_the_same_metric_depth_from_canonical_targets():
     """One room, one pose, 45 and 85 deg: the canonical targets differ by the focal ratio (what a model is asked
     to learn differs per camera), and turned back into metric depth with each camera's focal length they agree
     at the pixels both see, within 5% (the two renders sample the scene at different pixel positions)."""
-    from mtshare_ros.data.scene import generate_room
     from mtshare_ros.data.domain import domain
+    from mtshare_ros.data.scene import generate_room
     from mtshare_ros.data.trajectory import camera_trajectory
 
     room = generate_room(3_000_009, domain("train"))

@@ -23,9 +23,9 @@ from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
+from mtshare_ros.tasks import task_spec
 
 log = logging.getLogger(__name__)
-from mtshare_ros.tasks import task_spec
 
 
 def inference_size(
