@@ -202,3 +202,30 @@ def test_an_integer_patch_shift_of_a_static_scene_recomputes_only_the_entering_b
                     assert cache.motion.applied == (-dy // 16, -dx // 16)
                 else:
                     assert stats.keyframe, k
+
+
+def test_a_motion_given_by_the_caller_replaces_the_image_estimate(shared):
+    """The caller knows the motion (the camera's pose): the buffers follow it, not the images (here a wrong
+    motion is given on purpose: the realignment follows it, and the border it implies is recomputed)."""
+    scene = _scene()
+    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5, scene_cut_fraction=1.0)
+    with torch.no_grad():
+        shared(_crop(scene, 0, 0), 0.05, 0.5, temporal=ts, cache=cache)
+        _, stats = shared(_crop(scene, 0, -16), 0.05, 0.5, temporal=ts, cache=cache, shift=(16.0, 0.0))
+    assert not stats.keyframe and cache.motion.applied == (1, 0) and cache.motion.source == "given"
+    assert stats.layers[0]["segmentation"].rows >= SHIFT_HW[1] // CFG.patch_size  # the row it says entered
+
+
+def test_measured_drift_brings_a_keyframe_before_the_interval(shared):
+    """Reused tokens whose inputs drift from their references raise the drift estimate; past ``max_drift`` the
+    next frame is a keyframe, long before the interval."""
+    flags = {}
+    for max_drift in (0.0, 10.0):
+        cache, ts = TemporalCache(), _settings(threshold=0.3, max_token_fraction=1.0, max_drift=max_drift,
+                                               scene_cut_fraction=1.0, max_deferred=1e9)
+        with torch.no_grad():
+            flags[max_drift] = [shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
+                                for x in _video(8, step=0.05)]
+        assert cache.drift > 0
+    assert flags[10.0] == [True] + [False] * 7
+    assert sum(flags[0.0]) >= 4, flags

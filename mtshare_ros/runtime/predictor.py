@@ -179,6 +179,9 @@ class Predictor:
         }
         if temporal.enabled:
             stats["temporal_cache_mb"] = self.temporal_cache.nbytes() / 2**20
+            m = self.temporal_cache.motion
+            stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
+                          "motion_ms": m.last_ms, "temporal_drift": self.temporal_cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
         return outputs, stats
 

@@ -419,7 +419,7 @@ class SharedMultiTaskModel(nn.Module):
             state = cache.motion
             if continuing and state.prev is not None:
                 if shift is not None:
-                    state.source, state.last_response = "tf", 1.0
+                    state.source, state.last_response = "given", 1.0
                 else:
                     dy, dx, state.last_response = motion.estimate_shift(state.prev, g)
                     shift, state.source = (dy, dx), "image"
@@ -449,8 +449,8 @@ class SharedMultiTaskModel(nn.Module):
         pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
         own = {}
         for t in sub_names:
-            d = self.subtasks[t].delta("pos_embed")
-            own[t] = pos_b if start[t] > 0 or d.kind == "zero" else pos_b + self._pos(
+            d = self.subtasks[t].delta("pos_embed") if start[t] == 0 else None
+            own[t] = pos_b if d is None or d.kind == "zero" else pos_b + self._pos(
                 d.dense().to(pos_b).reshape(self.base.encoder.pos_embed.shape), grid, offset)
         out: list[torch.Tensor | None] = []
         names = [t for t in sub_names if start[t] == 0]

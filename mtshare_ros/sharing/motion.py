@@ -28,9 +28,9 @@ buffers follow the scene over many frames. What is exact and what is approximate
   block of the frame (``stale``); when they exceed the token cap the frame is a keyframe.
 * The heads run on the current tokens at their current positions: unaffected.
 
-Motion may also come from the outside (``temporal.motion: tf``: the camera's rotation between the two stamps,
-looked up in a fixed frame, projected through the camera matrix: ``rotation_shift``); it replaces the image
-estimate for that frame.
+Motion may also come from the outside: the engine's ``shift`` argument (for instance the camera's rotation
+between two stamps, looked up in a fixed frame, projected through the camera matrix: ``rotation_shift``)
+replaces the image estimate for that frame. The node does not look TF up yet (no tf2 in its environment).
 """
 
 from __future__ import annotations

@@ -58,16 +58,16 @@ class TemporalSettings:
     scene_cut_fraction: float = 0.5
     max_deferred: float = 0.5
     motion: str = "image"
-    max_drift: float = 1.0
+    max_drift: float = 0.1
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
             raise ValueError(f"temporal motion must be one of {MOTIONS}, got {self.motion!r}")
 
 
-MOTIONS = ("image", "tf", "off")
-"""Where the image motion between frames comes from: the images (``motion.py``), the camera's TF pose (the
-caller passes it to the engine; frames without it fall back to the images), or nowhere (no realignment)."""
+MOTIONS = ("image", "off")
+"""Motion compensation: realign the references by the image motion (estimated from the images, ``motion.py``,
+unless the caller passes the frame's motion to the engine, e.g. from the camera's pose), or not at all."""
 
 
 @dataclass
