@@ -31,7 +31,9 @@ from torch.utils.data import Dataset
 
 from mtshare_ros.classes import IGNORE_INDEX, NYUD40_CLASSES, SYNTHETIC_CLASSES
 from mtshare_ros.data.transforms import augment as augment_sample
-from mtshare_ros.data.transforms import check_segmentation, clean_normals, resize, to_tensors
+from mtshare_ros.data.transforms import resize, to_tensors
+from mtshare_ros.tasks.normals import clean_normals
+from mtshare_ros.tasks.segmentation import check_segmentation
 
 PASCAL_CONTEXT_NUM_CLASSES = 21  # the ATRC/MTI-Net PASCAL-Context semantic task (VOC classes + background)
 

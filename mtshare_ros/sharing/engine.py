@@ -338,22 +338,39 @@ class SharedMultiTaskModel(nn.Module):
                            temporal=step is not None and not step.keyframe, keyframe=step is not None and step.keyframe)
         xs = torch.stack([self._embed_sub(x, tok_b, grid, offset, self.subtasks[t]) for t in names]) if names else None
 
-        feats: dict[str, list[torch.Tensor]] = {t: [] for t in [base_task, *sub_names]}
-        x_b = tok_b
+        names_at, now = [], list(names)  # the sub-tasks whose blocks run in each block (some join later)
+        for li in range(depth):
+            now += [t for t in sub_names if start[t] == li and li > 0]
+            names_at.append(tuple(now))
+        scored_at = [any(thr[t] > 0 or budget < n or keep_scores for t in names_at[li]) for li in range(depth)]
+        layers = [LayerRun(names_at[li], base_rows=b * n) for li in range(depth)]
+        base: list[tuple] = []  # per block: the base task's input, output, QKV activations and token norms
+
+        def base_block(li: int, blk: nn.Module, x_b: torch.Tensor) -> torch.Tensor:
+            """The base task's block ``li`` as the encoder walk runs it, keeping what the sub-tasks reuse."""
+            qkv_b = None
+            if result.temporal:
+                y_b, norms = self._temporal_base_layer(li, blk, x_b, step, sync_free, layers[li])
+            else:
+                y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored_at[li] or step is not None)
+                if step is not None:
+                    step.cache.base.append(LayerCache(x_b[None], y_b[None], qkv_b, (base_task,), norms))
+            base.append((x_b, y_b, qkv_b, norms))
+            return y_b
+
+        # the base task: the encoder's one walk (models/vit.py), each block run by ``base_block``
+        walk = enc.forward_intermediates(x, offset, block=base_block, tokens=tok_b)
+        feats: dict[str, list[torch.Tensor]] = {t: [] for t in sub_names}
+        feats[base_task] = walk.features
+        fi = 0  # index of the next feature layer
         for li, blk in enumerate(enc.blocks):
+            x_b, y_b, qkv_b, norms = base[li]
             joining = [t for t in sub_names if start[t] == li and li > 0]
             if joining:  # identical to the base up to here (shared layers): its activations are theirs
                 new = x_b.unsqueeze(0).expand(len(joining), -1, -1, -1)
                 xs = new.contiguous() if xs is None else torch.cat([xs, new])
                 names += joining
-            layer = LayerRun(tuple(names), base_rows=b * n)
-            scored = any(thr[t] > 0 or budget < n or keep_scores for t in names)
-            if result.temporal:
-                y_b, norms = self._temporal_base_layer(li, blk, x_b, step, sync_free, layer)
-            else:
-                y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored or step is not None)
-                if step is not None:
-                    step.cache.base.append(LayerCache(x_b[None], y_b[None], qkv_b, (base_task,), norms))
+            layer, scored = layers[li], scored_at[li]
             if names:
                 subs = [self.subtasks[t] for t in names]
                 params = self._cached((li, tuple(names)), partial(block_ops.block_params, li, blk, subs))
@@ -381,17 +398,16 @@ class SharedMultiTaskModel(nn.Module):
             elif step is not None and not result.temporal:
                 step.cache.sub.append(None)
             result.layers.append(layer)
-            x_b = y_b
             if li in self.cfg.feature_layers:
                 last = li == depth - 1
-                feats[base_task].append(enc.norm(x_b) if last else x_b)
                 for t in sub_names:
                     if t not in names:  # a shared layer: the base's feature is this task's
-                        feats[t].append(feats[base_task][-1])
+                        feats[t].append(feats[base_task][fi])
                         continue
                     xt = xs[names.index(t)]
                     own = block_ops.own_layer_norm(xt, self.subtasks[t], "norm", enc.norm.eps) if last else xt
                     feats[t].append(own)
+                fi += 1
         result.outputs = self._heads(feats, grid, x, sub_names)
         if step is not None:
             step.cache.stale = None  # every stale token was recomputed in every block (the keyframe test saw to it)

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from mtshare_ros.models.vit import TASK_CHANNELS, ModelConfig
+from mtshare_ros.models.vit import ModelConfig
+from mtshare_ros.tasks import BUILTIN_TASKS, task_names
 
 DEFAULTS: dict[str, Any] = {
     "model": {},  # ModelConfig fields; num_classes defaults to the dataset's class count
@@ -30,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "max_val_samples": None,
     },
     "train": {
-        "tasks": list(TASK_CHANNELS),
+        "tasks": list(BUILTIN_TASKS),
         "steps": 1000,
         "batch_size": 16,  # global batch, split evenly over processes
         "lr": 1.0e-3,
@@ -144,9 +145,9 @@ def validate(cfg: dict[str, Any]) -> None:
     if not isinstance(cfg["model"], dict):
         raise ConfigError(f"config key 'model' must be a mapping of ModelConfig fields, got {cfg['model']!r}")
     t = cfg["train"]
-    bad = [x for x in t["tasks"] if x not in TASK_CHANNELS]
+    bad = [x for x in t["tasks"] if x not in task_names()]
     if bad or not t["tasks"]:
-        raise ConfigError(f"train.tasks {t['tasks']}: each must be one of {list(TASK_CHANNELS)}")
+        raise ConfigError(f"train.tasks {t['tasks']}: each must be one of {list(task_names())}")
     for key in ("steps", "batch_size", "log_every", "ckpt_every"):
         if not isinstance(t[key], int) or t[key] <= 0:
             raise ConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
@@ -165,7 +166,7 @@ def validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"train.shared_encoder must be true or false, got {t['shared_encoder']!r}")
     if t["amp"] not in ("auto", True, False):
         raise ConfigError(f"train.amp must be auto, true or false, got {t['amp']!r}")
-    unknown_w = sorted(set(t["loss_weights"]) - set(TASK_CHANNELS))
+    unknown_w = sorted(set(t["loss_weights"]) - set(task_names()))
     if unknown_w:
         raise ConfigError(f"train.loss_weights has unknown task(s) {unknown_w}")
     size = cfg["data"]["size"]

@@ -32,6 +32,7 @@ from mtshare_ros.models.checkpoint import CheckpointError, read_checkpoint, save
 from mtshare_ros.models.device import select_device
 from mtshare_ros.models.vit import ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.sharing.loader import load_models
+from mtshare_ros.tasks import task_spec
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
 from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
@@ -165,10 +166,7 @@ def batch_augment(
         out = {}
         for key, t in targets.items():
             m = flip.view(b, *([1] * (t.dim() - 1)))
-            flipped = t.flip(-1)
-            if key == "normals":
-                flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], device=t.device).view(1, 3, 1, 1)
-            out[key] = torch.where(m, flipped, t)
+            out[key] = torch.where(m, task_spec(key).flip_target(t), t)
         targets = out
     if colour:
         f = 1.0 + colour * (2.0 * draws[:, 1:] - 1.0)  # brightness, contrast, saturation factors
@@ -498,6 +496,10 @@ class Trainer:
             image, targets = batch_augment(
                 image, targets, self.step, t["seed"], self.info, bool(aug.get("hflip")), float(aug.get("colour", 0.0))
             )
+        for task in self.tasks:  # ground truth made from the (augmented) image itself, for tasks that define it
+            spec = task_spec(task)
+            if task not in targets and spec.target_from_image is not None:
+                targets[task] = spec.target_from_image(image)
         offset = None
         full_res = self.step >= t["steps"] - t["full_res_steps"]
         if self.crop is not None and not full_res:
