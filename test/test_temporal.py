@@ -205,15 +205,15 @@ def test_an_integer_patch_shift_of_a_static_scene_recomputes_only_the_entering_b
 
 
 def test_a_motion_given_by_the_caller_replaces_the_image_estimate(shared):
-    """The caller knows the motion (the camera's pose): the buffers follow it, not the images (here a wrong
-    motion is given on purpose: the realignment follows it, and the border it implies is recomputed)."""
+    """The caller knows the motion (the camera's pose): the buffers follow it without an image estimate."""
     scene = _scene()
-    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5, scene_cut_fraction=1.0)
+    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5)
+    gh = SHIFT_HW[0] // CFG.patch_size
     with torch.no_grad():
         shared(_crop(scene, 0, 0), 0.05, 0.5, temporal=ts, cache=cache)
-        _, stats = shared(_crop(scene, 0, -16), 0.05, 0.5, temporal=ts, cache=cache, shift=(16.0, 0.0))
-    assert not stats.keyframe and cache.motion.applied == (1, 0) and cache.motion.source == "given"
-    assert stats.layers[0]["segmentation"].rows >= SHIFT_HW[1] // CFG.patch_size  # the row it says entered
+        _, stats = shared(_crop(scene, 0, -16), 0.05, 0.5, temporal=ts, cache=cache, shift=(0.0, 16.0))
+    assert not stats.keyframe and cache.motion.applied == (0, 1) and cache.motion.source == "given"
+    assert [row["segmentation"].rows for row in stats.layers] == [gh] * CFG.depth
 
 
 def test_measured_drift_brings_a_keyframe_before_the_interval(shared):

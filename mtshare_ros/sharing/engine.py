@@ -64,6 +64,7 @@ from torch import nn
 from mtshare_ros.models.vit import DenseViT
 from mtshare_ros.sharing import block_ops, cost, motion
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
+from mtshare_ros.sharing.motion import entering, shift_grid
 from mtshare_ros.sharing.run import EngineRun, LayerRun, RunStats, summarize
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.temporal import LayerCache, TemporalCache, TemporalSettings
@@ -443,8 +444,12 @@ class SharedMultiTaskModel(nn.Module):
                 if motion.shift_too_large(grid, step_tokens):
                     continuing = False  # nothing of the references is in view: a keyframe
                 elif step_tokens != (0, 0):
-                    cache.realign(grid, step_tokens, self._pos(self.base.encoder.pos_embed, grid, offset),
-                                  self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)))
+                    pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
+                    if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
+                        cache.realign(grid, step_tokens, pos_b,
+                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)))
+                    else:  # the references' refreshed tokens already follow the scene better unshifted: wait
+                        state.applied = (state.applied[0] - step_tokens[0], state.applied[1] - step_tokens[1])
             state.prev = g
             state.last_ms = (time.perf_counter() - t0) * 1e3
         first = None
@@ -457,6 +462,19 @@ class SharedMultiTaskModel(nn.Module):
         if keyframe:
             cache.motion.restart(g)
         return _TemporalStep(cache, temporal, keyframe, budget, first)
+
+    @staticmethod
+    def _realign_helps(tok_b: torch.Tensor, cache: TemporalCache, grid, shift: tuple[int, int], pos_b: torch.Tensor,
+                       threshold: float) -> bool:
+        """Whether moving the references by ``shift`` leaves fewer of block 0's tokens beyond the threshold than
+        keeping them (entering tokens count as beyond). Tokens recomputed since the keyframe follow the scene
+        already; near half a patch of motion the shifted and unshifted grids match about equally badly."""
+        ref = cache.base[0].inp[0]
+        moved = shift_grid(ref, grid, shift) + (pos_b - shift_grid(pos_b, grid, shift)).to(ref.dtype)
+        new = entering(grid, shift, ref.device)
+        after = (delta_score(tok_b, moved) > threshold) | new
+        before = delta_score(tok_b, ref) > threshold
+        return bool(after.sum() < before.sum())
 
     def _sub_pos_tables(self, sub_names: list[str], start: dict[str, int], grid, offset,
                         blocks: int) -> list[torch.Tensor | None]:
