@@ -32,7 +32,10 @@ A keyframe runs the frame as per-frame inference (the base task in full, the sub
 refills every buffer. Keyframes come every ``keyframe_interval`` frames; when the stream's signature changes
 (resolution, tasks, device or precision); after ``reset`` (a camera restart, a stamp jump); on a scene cut
 (more than ``scene_cut_fraction`` of the tokens entering the first block changed beyond the threshold: the
-frame is processed in full); and when the tokens that changed beyond the threshold but were left out by the
+frame is processed in full); when the measured drift (the mean relative change of the tokens that reuse their
+references, over tokens and blocks, of the frame before) exceeds ``max_drift``; when the tokens entering the
+view after a motion realignment (``motion.py``) exceed the token cap;
+and when the tokens that changed beyond the threshold but were left out by the
 token cap add up, since the last keyframe, to more than ``max_deferred`` of the tokens (their error is no
 longer bounded by the threshold).
 """
