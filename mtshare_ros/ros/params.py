@@ -110,6 +110,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal.keyframe_interval", int, _TEMPORAL.keyframe_interval,
               "Frames between keyframes (a keyframe computes the frame in full and bounds drift). Keyframes also "
               "come on scene cuts, stream breaks and ~/reset.", range=(1, 100000)),
+    ParamSpec("temporal.motion", str, _TEMPORAL.motion,
+              "Motion compensation of the reference buffers: 'image' estimates the image motion between frames "
+              "(phase correlation on a downscaled grey frame, ~1-2 ms) and moves the references by whole tokens "
+              "with it, so that content that only moved is not recomputed; 'off' compares tokens at fixed grid "
+              "positions.", choices=("image", "off")),
+    ParamSpec("temporal.max_drift", float, _TEMPORAL.max_drift,
+              "Keyframe when the measured drift (mean relative change of the tokens reusing their references, "
+              "over tokens and blocks) exceeds this; keyframe_interval stays the upper bound.", range=(0.0, 10.0)),
     ParamSpec("temporal.max_stamp_gap", float, 0.5,
               "Seconds between input stamps above which the stream counts as broken (next frame: a keyframe); a "
               "stamp going backwards, another frame_id or image size break it too.", range=(0.0, 3600.0)),
@@ -193,6 +201,8 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         threshold=float(values["temporal.threshold"]),
         max_token_fraction=float(values["temporal.max_token_fraction"]),
         keyframe_interval=int(values["temporal.keyframe_interval"]),
+        motion=str(values["temporal.motion"]),
+        max_drift=float(values["temporal.max_drift"]),
     )
     return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
                          int(values["max_output_width"]), str(values["output_size"]), sharing, temporal)

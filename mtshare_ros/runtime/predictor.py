@@ -184,6 +184,9 @@ class Predictor:
         }
         if temporal.enabled:
             stats["temporal_cache_mb"] = cache.nbytes() / 2**20
+            m = cache.motion
+            stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
+                          "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
         return outputs, stats
 
