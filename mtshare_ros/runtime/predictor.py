@@ -19,7 +19,7 @@ import torch
 
 from mtshare_ros.models.device import select_device
 from mtshare_ros.models.focal import focal_at_input, metric_depth
-from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
+from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, run_tasks
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
@@ -171,7 +171,9 @@ class Predictor:
         self._temporal_on[id(cache)] = temporal.enabled
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
-            return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}
+            # run_tasks: a multi-task checkpoint's one encoder runs once for all the asked heads
+            outputs = run_tasks({task: self.models[task] for task in settings.tasks}, x)
+            return outputs, {"sharing": 0.0, "temporal": 0.0}
         thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
         outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache)
         stats = {

@@ -108,7 +108,8 @@ def load_models(
                 raise SharedCheckpointError(f"{path}: no task(s) {absent}; it has {list(dense)}")
             dense = nn.ModuleDict({t: dense[t] for t in tasks})
         return LoadedModels(dense, engine if shared else None, meta, "shared checkpoint", path)
-    dense, meta = load_checkpoint(path, cfg, tasks)
+    # a multi-task checkpoint's tasks hold one encoder object, so that the dense path runs it once for every head
+    dense, meta = load_checkpoint(path, cfg, tasks, shared_encoder=checkpoint_shares_encoder(path))
     loaded = LoadedModels(dense, None, meta, "none", path)
     if not shared or BASE_TASK not in dense or len(dense) == 1:
         return loaded
