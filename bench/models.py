@@ -26,6 +26,13 @@ This file loads and measures; the goals and the Markdown are bench/models_report
     .venv/bin/python bench/models.py                                   # the real run (~5 min on 2 idle cores)
     .venv/bin/python bench/models.py --checkpoint runs/v3_finetune/default.pt --multitask runs/v3_multitask/model.pt
     .venv/bin/python bench/models.py --max-samples 24 --frames 10 --out-name models_quick   # smoke run
+    .venv/bin/python bench/models.py --real-root /work/data/7scenes --real-every 10 --frames 0 ...  # real check
+
+With ``--real-root DIR`` (a 7-Scenes-layout folder: mtshare_ros/data/rgbd_frames.py) it also scores depth and
+normals on those real frames (``--real-frames``, default 0-599; normals derived from the smoothed depth), each
+variant's depth made metric with the frames' focal length where the model has a canonical one
+(mtshare_ros/models/focal.py), beside two baselines: a constant depth at each frame's true median, and every
+normal facing the camera. Without the folder that part is skipped. Only metrics are stored, never pixels.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from mtshare_ros.data.rgbd_frames import RGBDFrames
 from mtshare_ros.models.checkpoint import CheckpointError, checkpoint_shares_encoder, load_multitask_checkpoint
 from mtshare_ros.models.vit import DenseViT, run_tasks
 from mtshare_ros.ros.params import PARAMS, frame_settings
@@ -55,6 +63,8 @@ from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import evaluate, evaluate_engine, normalise
+from mtshare_ros.training.losses import MIN_VALID_DEPTH
+from mtshare_ros.training.metrics import build_metrics
 
 # bench/ is not a package: run as ``python bench/models.py`` its siblings import through sys.path[0]
 from environment import environment_record
@@ -107,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="evaluation batch (the outputs do not depend on it: GroupNorm, and the engine selects "
                     "tokens per frame; timing is always batch 1, as the node runs frames)")
     ap.add_argument("--num-workers", type=int, default=1, help="data loading processes")
+    ap.add_argument("--real-root", default=None, metavar="DIR",
+                    help="real RGB-D frames in the 7-Scenes layout (frame-%%06d.color.jpg / .depth.png, "
+                    "camera-intrinsics.txt): depth and normals are scored on them too; skipped when absent")
+    ap.add_argument("--real-frames", nargs=2, type=int, default=[0, 599], metavar=("FIRST", "LAST"),
+                    help="the real frames scored (7-Scenes: 600-999 are reserved for an independent check)")
+    ap.add_argument("--real-every", type=int, default=1, help="every N-th real frame (10 for quick checks)")
     ap.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--out-name", default="models", help="writes OUT_DIR/OUT_NAME.json and .md")
     args = ap.parse_args(argv)
@@ -141,6 +157,12 @@ class Variant:
     measure: Callable[[DataLoader, tuple[int, int], int], dict[str, Any]]
     forward: Callable[[torch.Tensor], Any]
     gmacs_on: Callable[[list[torch.Tensor]], float]
+    canonical_focal: float | None = None  # the depth model's (models/focal.py): None predicts metric depth
+
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every task's output of ``forward`` (the engine returns its statistics beside them)."""
+        out = self.forward(x)
+        return out[0] if isinstance(out, tuple) else out
 
 
 def _size(frames: list[torch.Tensor]) -> tuple[int, int]:
@@ -148,26 +170,31 @@ def _size(frames: list[torch.Tensor]) -> tuple[int, int]:
 
 
 def independent_variant(models: dict[str, DenseViT], source: str) -> Variant:
+    focal = models["depth"].cfg.canonical_focal
+
     def measure(loader: DataLoader, size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        metrics = evaluate(models, loader, CPU, num_classes)
+        metrics = evaluate(models, loader, CPU, num_classes, canonical_focal=focal)
         gmacs = {t: dense_model_macs(m, size) / 1e9 for t, m in models.items()}
         return {"metrics": metrics, "gmacs": gmacs, "gmacs_total": sum(gmacs.values())}
 
     def gmacs_on(frames: list[torch.Tensor]) -> float:
         return sum(dense_model_macs(m, _size(frames)) for m in models.values()) / 1e9
 
-    return Variant("independent", source, measure, lambda x: {t: m(x) for t, m in models.items()}, gmacs_on)
+    return Variant("independent", source, measure, lambda x: {t: m(x) for t, m in models.items()}, gmacs_on, focal)
 
 
 def multitask_variant(models: dict[str, DenseViT], source: str) -> Variant:
+    focal = models["depth"].cfg.canonical_focal
+
     def measure(loader: DataLoader, size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        metrics = evaluate(models, loader, CPU, num_classes, forward=lambda x: run_tasks(models, x))
+        metrics = evaluate(models, loader, CPU, num_classes, forward=lambda x: run_tasks(models, x),
+                           canonical_focal=focal)
         return {"metrics": metrics, "gmacs_total": multitask_model_macs(models, size) / 1e9}
 
     def gmacs_on(frames: list[torch.Tensor]) -> float:
         return multitask_model_macs(models, _size(frames)) / 1e9
 
-    return Variant("multitask", source, measure, lambda x: run_tasks(models, x), gmacs_on)
+    return Variant("multitask", source, measure, lambda x: run_tasks(models, x), gmacs_on, focal)
 
 
 def engine_variant(shared: SharedMultiTaskModel, settings: FrameSettings, source: str) -> Variant:
@@ -176,9 +203,10 @@ def engine_variant(shared: SharedMultiTaskModel, settings: FrameSettings, source
     subtasks = [t for t in settings.tasks if t != BASE_TASK]
     thresholds = settings.sharing.thresholds(subtasks)
     cap = settings.sharing.max_token_fraction
+    focal = shared.base.cfg.canonical_focal
 
     def measure(loader: DataLoader, size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        run = evaluate_engine(shared, list(TASKS), loader, CPU, num_classes, thresholds, cap)
+        run = evaluate_engine(shared, list(TASKS), loader, CPU, num_classes, thresholds, cap, canonical_focal=focal)
         # not run.macs_vs_independent: its reference is the sub-tasks run densely from their start layer, not
         # the independent models measured beside it (the report compares with those)
         return {"metrics": run.metrics, "gmacs": run.gmacs, "gmacs_total": run.gmacs_total,
@@ -191,7 +219,7 @@ def engine_variant(shared: SharedMultiTaskModel, settings: FrameSettings, source
     def gmacs_on(frames: list[torch.Tensor]) -> float:  # what it executes depends on the frame
         return statistics.fmean(forward(x)[1].macs_total for x in frames) / 1e9
 
-    return Variant("engine", source, measure, forward, gmacs_on)
+    return Variant("engine", source, measure, forward, gmacs_on, focal)
 
 
 def load_variants(args: argparse.Namespace, settings: FrameSettings) -> tuple[list[Variant], DenseViT, dict, list[str]]:
@@ -270,6 +298,42 @@ def load_split(root: Path, split: str, size: tuple[int, int], max_samples: int) 
     return ds, n
 
 
+# ---------------------------------------------------------------- real frames
+REAL_TASKS = ("depth", "normals")
+
+
+def measure_real(variants: list[Variant], args: argparse.Namespace, size: tuple[int, int]) -> dict[str, Any]:
+    """Depth and normals of every variant on the real frames of ``--real-root``, and the two baselines."""
+    root = Path(args.real_root)
+    first, last = args.real_frames
+    ds = RGBDFrames(root, size, first, last, args.real_every)
+    out: dict[str, Any] = {"root": str(root), "frames": [first, last], "every": args.real_every, "samples": len(ds),
+                           "focal_px": float(ds.K[0, 0]), "variants": {}}
+    for v in variants:
+        log.info("real frames: %s (%d frames)", v.key, len(ds))
+        loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers)
+        stand_in = {t: torch.nn.Identity() for t in REAL_TASKS}  # ``evaluate`` only names the tasks by them
+        metrics = evaluate(stand_in, loader, CPU, 1, forward=lambda x, v=v: {t: v.outputs(x)[t] for t in REAL_TASKS},
+                           canonical_focal=v.canonical_focal)
+        out["variants"][v.key] = {"metrics": metrics, "canonical_focal": v.canonical_focal}
+    out["baselines"] = real_baselines(ds, args)
+    return out
+
+
+def real_baselines(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    """A constant depth at each frame's true median and every normal facing the camera, scored as the models."""
+    depth, normals = build_metrics("depth", 1), build_metrics("normals", 1)
+    for batch in DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers):
+        gt = batch["depth"]
+        med = torch.stack([d[d > MIN_VALID_DEPTH].median() if (d > MIN_VALID_DEPTH).any() else torch.tensor(1.0)
+                           for d in gt])
+        depth.update(med.view(-1, 1, 1, 1).expand(-1, 1, *gt.shape[-2:]).clone(), gt)
+        facing = torch.zeros_like(batch["normals"])
+        facing[:, 2] = -1.0
+        normals.update(facing, batch["normals"])
+    return {"constant_median_depth": depth.compute(), "facing_camera_normals": normals.compute()}
+
+
 # ---------------------------------------------------------------- timing
 @torch.inference_mode()
 def time_interleaved(
@@ -333,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s split: %s (%d frames)", name, v.key, len(ds))
             loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers)
             results[v.key][name] = v.measure(loader, size, cfg.num_classes)
+    real = None
+    if args.real_root and Path(args.real_root).is_dir():
+        real = measure_real(variants, args, size)
+    elif args.real_root:
+        notes.append(f"--real-root {args.real_root}: no such folder, the real frames were skipped")
     eval_s = time.perf_counter() - t_eval
     log.info("timing %d frames per forward", args.frames)
     timed = timing(variants, base, args.splits[0][1], args.split, args) if args.frames > 0 else None
@@ -361,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "timing": timed,
         "generalisation": ratios,
+        "real": real,
         "goals": goal_rows(results, timed) + generalisation_goal_rows(ratios),
         "notes": notes,
     }

@@ -213,6 +213,8 @@ def markdown(r: dict[str, Any]) -> str:
                 L.append(f"| {variant} | " + " | ".join(
                     _num(cells[k]["worse_factor"], 2) + (" (over)" if cells[k]["over_limit"] else "")
                     for k in metrics) + " |")
+    if r.get("real"):
+        L += [""] + real_markdown(r["real"])
     t = r.get("timing")
     if t:
         L += ["", f"## Speed: all three tasks, {t['size'][0]}x{t['size'][1]}, {t['threads']} torch threads, "
@@ -228,6 +230,33 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("notes"):
         L += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(L) + "\n"
+
+
+REAL_GOALS = (("depth", "abs_rel_aligned", 0.15), ("depth", "abs_rel", 0.20), ("normals", "mean_deg", 25.0))
+"""Issue 24's bars on real frames 0-599 of 7-Scenes: scale-aligned and raw (metric) abs-rel, normals (deg)."""
+
+
+def real_markdown(real: dict[str, Any]) -> list[str]:
+    """The real-frame section: every variant's depth and normals beside the two baselines, and issue 24's bars."""
+    first, last = real["frames"]
+    L = [f"## Real frames: `{real['root']}`, frames {first}-{last}, every {real['every']} ({real['samples']} "
+         f"frames, fx {real['focal_px']:g} px)", "",
+         "Normals from the smoothed ground-truth depth (5x5 median, neighbours 3 px apart, jumps over 3% masked). "
+         "Depth of a model with a canonical focal length is made metric with the frames' focal length. Bars "
+         "(issue 24): " + ", ".join(f"{m} <= {v:g}" for _, m, v in REAL_GOALS) + ".", "",
+         "| variant | canonical focal | depth abs-rel | abs-rel aligned | delta1 | RMSE m | normals mean deg | "
+         "median deg | < 30 deg |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, v in real["variants"].items():
+        d, n = v["metrics"]["depth"], v["metrics"]["normals"]
+        L.append(f"| {key} | {v['canonical_focal'] or '-'} | {_num(d['abs_rel'])} | {_num(d['abs_rel_aligned'])} | "
+                 f"{_num(d['delta1'])} | {_num(d['rmse'])} | {_num(n['mean_deg'], 1)} | "
+                 f"{_num(n['median_deg'], 1)} | {_num(n.get('within_30'), 3)} |")
+    b = real["baselines"]
+    d, n = b["constant_median_depth"], b["facing_camera_normals"]
+    L.append(f"| constant depth at the true median / all normals facing the camera | - | {_num(d['abs_rel'])} | "
+             f"{_num(d['abs_rel_aligned'])} | {_num(d['delta1'])} | {_num(d['rmse'])} | {_num(n['mean_deg'], 1)} "
+             f"| {_num(n['median_deg'], 1)} | {_num(n.get('within_30'), 3)} |")
+    return L
 
 
 def main(argv: list[str]) -> int:

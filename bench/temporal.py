@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threshold", type=float, default=TemporalSettings.threshold, help="temporal.threshold")
     ap.add_argument("--max-token-fraction", type=float, default=TemporalSettings.max_token_fraction)
     ap.add_argument("--keyframe-interval", type=int, default=TemporalSettings.keyframe_interval)
+    ap.add_argument("--motion", default=TemporalSettings.motion, choices=("image", "off"), help="temporal.motion")
+    ap.add_argument("--max-drift", type=float, default=TemporalSettings.max_drift, help="temporal.max_drift")
     ap.add_argument("--sweep", nargs="*", default=["0.05:0.3:30", "0.1:0.3:30", "0.3:0.2:30", "0.2:0.3:10"],
                     metavar="T:C:K", help="more task + temporal settings (threshold:token cap:keyframe interval)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -136,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.shared is None:
         raise SystemExit(f"{args.checkpoint}: the shared engine needs a base task and sub-tasks")
     shared = loaded.shared.eval()
-    temporal = TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval)
-    sweep = [TemporalSettings(True, float(t), float(c), int(k)) for t, c, k in (v.split(":") for v in args.sweep)]
+    temporal = TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval,
+                                motion=args.motion, max_drift=args.max_drift)
+    sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift)
+             for t, c, k in (v.split(":") for v in args.sweep)]
     vs = variants(temporal, sweep)
     seqs: dict[str, Any] = {}
     total = len(args.kinds) * len(args.fps) * args.frames

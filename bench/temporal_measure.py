@@ -9,6 +9,7 @@ keyframe rate.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class Variant:
 
 def variants(temporal: TemporalSettings, sweep: list[TemporalSettings] = ()) -> list[Variant]:
     """Per-frame inference without and with task sharing, each with temporal sharing added, the base task alone,
+    task + temporal without motion compensation (``temporal.motion: off``) beside it,
     and task + temporal at the other settings of ``sweep`` (threshold / token cap / keyframe interval)."""
     node = (SharingSettings.threshold, SharingSettings.max_token_fraction)
     ref = "per frame, task sharing (node default)"
@@ -53,6 +55,8 @@ def variants(temporal: TemporalSettings, sweep: list[TemporalSettings] = ()) -> 
         Variant("temporal only", TASKS, None, temporal, "per frame (no task sharing)"),
         Variant(ref, TASKS, node),
         Variant("task + temporal", TASKS, node, temporal, ref),
+        Variant("task + temporal, no motion compensation", TASKS, node, dataclasses.replace(temporal, motion="off"),
+                ref),
         *(Variant(f"task + temporal {t.threshold:g} / {t.max_token_fraction:g} / {t.keyframe_interval}", TASKS, node,
                   t, ref) for t in sweep),
     ]

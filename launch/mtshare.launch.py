@@ -28,6 +28,11 @@ def generate_launch_description() -> LaunchDescription:
             description="Node parameters (YAML).",
         ),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N."),
+        DeclareLaunchArgument(
+            "cameras", default_value="['']",
+            description="Camera names, e.g. [front, rear]: each name N subscribes <namespace>/N/image and "
+            "N/camera_info and publishes N/segmentation, N/depth, ...; [''] is one camera on image_topic.",
+        ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock (bag replay)."),
         DeclareLaunchArgument("autostart", default_value="true", description="Configure and activate on start."),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with the shipped config."),
@@ -47,6 +52,7 @@ def generate_launch_description() -> LaunchDescription:
             LaunchConfiguration("params_file"),
             {
                 "device": LaunchConfiguration("device"),
+                "cameras": ParameterValue(LaunchConfiguration("cameras"), value_type=list[str]),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
                 "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
             },

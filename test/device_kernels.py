@@ -4,7 +4,8 @@ the same references on a machine without a GPU."""
 
 import pytest
 
-from mtshare_ros.runtime import colorize, pointcloud
+from mtshare_ros.runtime import pointcloud
+from mtshare_ros.tasks import colour as colorize
 
 TORCH_FOR_CPU = {
     (colorize, "_segmentation_opencv"): colorize._segmentation_torch,

@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -72,13 +74,32 @@ def multitask_ckpt(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("mt") / "multitask.pt", models, cfg, SYNTHETIC_CLASSES)
 
 
+REAL_DEPTH = (1.0, 2.0, 4.0)  # three fronto-parallel walls, one per frame: the baselines are known exactly
+
+
 @pytest.fixture(scope="module")
-def run(bench, splits, multitask_ckpt, tmp_path_factory):
+def real_root(tmp_path_factory):
+    """Four frames in the 7-Scenes layout (96x128, fx 110): walls at known depths, frame 3 beyond --real-frames."""
+    root = tmp_path_factory.mktemp("real")
+    np.savetxt(root / "camera-intrinsics.txt", [[110.0, 0, 64.0], [0, 110.0, 48.0], [0, 0, 1]])
+    rng = np.random.default_rng(0)
+    for i, d in enumerate((*REAL_DEPTH, 3.0)):
+        mm = np.full((96, 128), int(d * 1000), np.uint16)
+        mm[:, :64] += np.uint16(d * 100)  # a step: the frame's median is the larger half's depth
+        mm[:8] = 0  # invalid rows
+        cv2.imwrite(str(root / f"frame-{i:06d}.color.jpg"), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / f"frame-{i:06d}.depth.png"), mm)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(bench, splits, multitask_ckpt, real_root, tmp_path_factory):
     models, _ = bench
     out = tmp_path_factory.mktemp("out")
     test, gen = splits
     argv = ["--multitask", str(multitask_ckpt), "--splits", f"test={test}", f"generalisation={gen}",
             "--size", *SIZE, "--frames", "2", "--warmup", "0", "--num-workers", "0", "--batch-size", "4",
+            "--real-root", str(real_root), "--real-frames", "0", "2",
             "--out-dir", str(out), "--out-name", "m"]
     assert models.main(argv) == 0
     return json.loads((out / "m.json").read_text()), (out / "m.md").read_text(), out
@@ -111,6 +132,39 @@ def test_every_variant_split_and_metric_is_measured(run):
     for v in VARIANTS:
         assert v in md
     assert "## Goals" in md and "## Generalisation" in md and "## Speed" in md
+
+
+def test_real_frames_beside_the_synthetic_splits(run):
+    """Depth and normals of every variant on the real frames asked for, and the baselines, computed here from the
+    walls' depths: a constant at each frame's median is off by the step on the nearer half (0.1 / 1.1 of its
+    pixels' depth); every normal facing the camera is exact on a wall seen head-on."""
+    r, md, _ = run
+    real = r["real"]
+    assert real["samples"] == 3 and real["frames"] == [0, 2] and real["focal_px"] == 110.0
+    for v in VARIANTS:
+        m = real["variants"][v]["metrics"]
+        for task, key in (("depth", "abs_rel"), ("depth", "abs_rel_aligned"), ("depth", "delta1"),
+                          ("normals", "mean_deg")):
+            assert math.isfinite(m[task][key]), (v, task, key)
+        assert real["variants"][v]["canonical_focal"] is None  # the shipped weights predict metric depth
+    base = real["baselines"]
+    # each frame: half its valid pixels at d, half at 1.1 d; the median of an even count is the lower middle
+    # value (torch.median), d: the nearer half is exact, the other off by 0.1 / 1.1
+    d = base["constant_median_depth"]
+    assert d["abs_rel"] == pytest.approx(d["abs_rel_aligned"])
+    assert d["abs_rel"] == pytest.approx(0.5 * 0.1 / 1.1, rel=1e-4)
+    assert base["facing_camera_normals"]["mean_deg"] == pytest.approx(0.0, abs=0.05)
+    assert "## Real frames" in md and "constant depth at the true median" in md
+
+
+def test_real_part_is_skipped_without_the_folder(bench, splits, tmp_path):
+    models, _ = bench
+    test, _ = splits
+    argv = ["--splits", f"test={test}", "--size", *SIZE, "--frames", "0", "--num-workers", "0",
+            "--real-root", str(tmp_path / "absent"), "--out-dir", str(tmp_path), "--out-name", "s"]
+    assert models.main(argv) == 0
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert r["real"] is None and any("--real-root" in n for n in r["notes"])
 
 
 def test_the_engine_runs_with_the_node_defaults(run):

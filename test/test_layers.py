@@ -11,13 +11,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mtshare_ros"
 
 MAY_USE = {
     "classes": set(),  # class names and palette: a leaf
-    "models": {"classes"},
-    "data": {"classes"},
-    "sharing": {"models", "classes"},
-    "runtime": {"sharing", "models", "classes"},
-    "training": {"sharing", "models", "data", "classes"},
-    "ros": {"runtime", "sharing", "models", "classes"},
-    "apps": {"ros", "runtime", "training", "sharing", "models", "data", "classes"},  # cli.py, demo.py
+    "tasks": {"classes"},  # the task registry: what each task is, below every layer that runs tasks
+    "models": {"tasks", "classes"},
+    "data": {"tasks", "classes"},
+    "sharing": {"models", "tasks", "classes"},
+    "runtime": {"sharing", "models", "tasks", "classes"},
+    "training": {"sharing", "models", "data", "tasks", "classes"},
+    "ros": {"runtime", "sharing", "models", "tasks", "classes"},
+    "apps": {"ros", "runtime", "training", "sharing", "models", "data", "tasks", "classes"},  # cli.py, demo.py
 }
 
 

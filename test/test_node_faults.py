@@ -195,6 +195,7 @@ from pathlib import Path
 import torch
 
 from mtshare_ros.runtime import outputs, predictor
+from mtshare_ros.tasks import depth as depth_task
 
 FLAG = Path(os.environ["MTSHARE_TEST_OOM_FLAG"])
 
@@ -209,7 +210,7 @@ def once(step, real):
 
 
 predictor.Predictor._run = once("inference", predictor.Predictor._run)
-predictor._in_range = once("postprocess", predictor._in_range)
+depth_task.in_range = once("postprocess", depth_task.in_range)
 outputs.depth_to_points = once("points", outputs.depth_to_points)
 '''
 

@@ -114,9 +114,8 @@ def test_visualisation_outputs_only_while_subscribed(node):
     pred = Prediction(
         size=(4, 6),
         scale=(1.0, 1.0),
-        segmentation=torch.zeros((4, 6), dtype=torch.uint8),
-        depth=torch.ones((4, 6)),
-        normals=torch.tensor([0.0, 0.0, -1.0]).repeat(4, 6, 1),
+        maps={"segmentation": torch.zeros((4, 6), dtype=torch.uint8), "depth": torch.ones((4, 6)),
+              "normals": torch.tensor([0.0, 0.0, -1.0]).repeat(4, 6, 1)},
         image=torch.zeros((4, 6, 3), dtype=torch.uint8),
     )
     out = assemble_outputs(pred, 5, node.outputs.wanted(), None)

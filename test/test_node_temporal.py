@@ -54,6 +54,9 @@ def test_a_rendered_stream_reports_temporal_savings_and_breaks_force_keyframes(r
     assert float(d["keyframe_rate"]) < 0.5
     assert float(d["recomputed_segmentation"]) < 0.9  # the last frame: the base task skipped tokens
     assert float(d["gmacs_executed"]) < float(d["gmacs_independent"])
+    # the motion estimate: the camera pans (to the left in the image: content moves right), estimated in ms
+    assert float(d["motion_dx_px"]) > 0.3 and abs(float(d["motion_dy_px"])) < 1.0, d
+    assert 0.0 < float(d["motion_ms"]) < 1000.0 and 0.0 <= float(d["temporal_drift"]) < 1.0, d
 
     reset = rig.call(Trigger, "reset", Trigger.Request())
     assert reset.success

@@ -15,13 +15,13 @@ import torch
 
 from mtshare_ros.ros.harness import pattern_frame
 from mtshare_ros.runtime import outputs as outputs_module
-from mtshare_ros.runtime import predictor as predictor_module
 from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel
 from mtshare_ros.runtime.outputs import OUTPUT_NAMES, assemble_outputs
 from mtshare_ros.runtime.predictor import OutOfMemory, Predictor
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.temporal import TemporalSettings
+from mtshare_ros.tasks import depth as depth_task
 
 H, W = 120, 160
 CLASSES = 15
@@ -77,7 +77,7 @@ def _inject(where: str, predictor: Predictor, monkeypatch) -> None:
     if where == "upload":
         _fail_once(monkeypatch, predictor, "preprocess")
     elif where == "postprocess":
-        _fail_once(monkeypatch, predictor_module, "_in_range")
+        _fail_once(monkeypatch, depth_task, "in_range")
     else:
         enc = predictor.shared.base.encoder
         module = {"patch embedding": enc.patch_embed, "encoder block": enc.blocks[len(enc.blocks) // 2].mlp.fc1,
@@ -108,7 +108,7 @@ def test_a_frame_out_of_memory_releases_the_caches_and_the_next_frame_is_right(p
     assert pred.stats["keyframe"] == 1.0
     reference, reference_outputs = fresh_outputs
     for task in ("segmentation", "depth", "normals"):
-        assert getattr(pred, task).numpy().tobytes() == getattr(reference, task).numpy().tobytes(), task
+        assert pred.maps[task].numpy().tobytes() == reference.maps[task].numpy().tobytes(), task
     _same(assemble_outputs(pred, CLASSES, OUTPUT_NAMES, _camera()), reference_outputs)
 
 
@@ -117,7 +117,7 @@ def test_outputs_out_of_memory_release_their_buffers_and_the_next_frame_is_right
     pred, reference = fresh_outputs
     buffers = OutputBuffers()
     _same(assemble_outputs(pred, CLASSES, OUTPUT_NAMES, _camera(), buffers=buffers), reference)
-    monkeypatch.setattr(outputs_module, step, _oom)
+    monkeypatch.setattr(depth_task if step == "colorize_depth" else outputs_module, step, _oom)
     with pytest.raises(OutOfMemory, match="out of memory making the outputs of a 160x128 frame"):
         assemble_outputs(pred, CLASSES, OUTPUT_NAMES, _camera(), buffers=buffers)
     assert not buffers._host and not buffers._device, "every buffer is released"
@@ -126,6 +126,6 @@ def test_outputs_out_of_memory_release_their_buffers_and_the_next_frame_is_right
 
 
 def test_other_errors_are_not_taken_for_out_of_memory(predictor, monkeypatch):
-    monkeypatch.setattr(predictor_module, "_in_range", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(depth_task, "in_range", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         predictor.predict(_frame(0), replace(TEMPORAL, temporal=TemporalSettings()))

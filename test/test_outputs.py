@@ -93,7 +93,7 @@ def test_every_output_against_first_principles(predict, seed, kernels):
     seg, depth, normals = out["segmentation"], out["depth"], out["normals"]
     assert (seg.dtype, depth.dtype, normals.dtype) == (np.uint8, np.float32, np.float32)
     assert seg.shape == depth.shape == normals.shape[:2] == pred.size
-    assert np.array_equal(seg, pred.segmentation.numpy()) and np.isfinite(depth).mean() > 0.5
+    assert np.array_equal(seg, pred.maps["segmentation"].numpy()) and np.isfinite(depth).mean() > 0.5
     ref = _reference(pred.image.numpy(), seg, depth, normals, out["scaled_camera_info"].k)
     for name in ("segmentation/color", "depth/color", "normals/color"):
         assert out[name].dtype == np.uint8 and out[name].shape == (*pred.size, 3)
@@ -165,7 +165,7 @@ def test_cuda_outputs_are_the_cpu_outputs(predict, kernels):
     pred = predict(0)
     cpu = assemble_outputs(pred, CLASSES, set(OUTPUT_NAMES), _camera(H, W))
     on_gpu = type(pred)(size=pred.size, scale=pred.scale, image=pred.image.cuda(),
-                        segmentation=pred.segmentation.cuda(), depth=pred.depth.cuda(), normals=pred.normals.cuda())
+                        maps={t: m.cuda() for t, m in pred.maps.items()})
     buffers = OutputBuffers()
     for _ in range(2):  # the second frame through reused pinned buffers
         gpu = assemble_outputs(on_gpu, CLASSES, set(OUTPUT_NAMES), _camera(H, W), buffers=buffers)

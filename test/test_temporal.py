@@ -156,3 +156,76 @@ def test_the_temporal_step_makes_neighbouring_activations_closer():
     before = penalty()
     history = train_temporal(model, pairs, steps=40, batch_size=2, lr=1e-3, penalty_weight=10.0, distill_weight=0.0)
     assert penalty() < 0.7 * before and history[-1]["penalty"] < history[0]["penalty"]
+
+
+# ---------------------------------------------------------------------------------------- motion compensation
+SHIFT_HW = (96, 160)  # 6 x 10 tokens: room for whole-token shifts
+
+
+def _scene(seed: int = 0) -> torch.Tensor:
+    """A smooth random scene larger than the camera's view, which crops of it pan across."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.interpolate(torch.randn(1, 3, 40, 60, generator=g), scale_factor=4, mode="bilinear")
+
+
+def _crop(scene: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    return scene[..., 32 + dy: 32 + dy + SHIFT_HW[0], 40 + dx: 40 + dx + SHIFT_HW[1]].contiguous()
+
+
+def test_phase_correlation_measures_a_known_shift():
+    from mtshare_ros.sharing.motion import estimate_shift, grey
+
+    scene = _scene(1)
+    for dy, dx in ((0, 16), (-8, 12), (5, -3)):
+        est = estimate_shift(grey(_crop(scene, 0, 0)), grey(_crop(scene, -dy, -dx)))
+        assert abs(est[0] - dy) < 1.5 and abs(est[1] - dx) < 1.5 and est[2] > 0.2, (dy, dx, est)
+
+
+def test_an_integer_patch_shift_of_a_static_scene_recomputes_only_the_entering_border(shared):
+    """The view moves by whole patches: with compensation each moved token meets its moved reference exactly
+    (position embeddings corrected), in every block; only the column or row entering the view is recomputed.
+    Without it the same frame is a scene cut."""
+    scene = _scene()
+    gh, gw = SHIFT_HW[0] // CFG.patch_size, SHIFT_HW[1] // CFG.patch_size
+    views = [(0, 0), (0, -16), (0, -32), (-16, -32)]  # content moves right, right, then down
+    border = [None, gh, gh, gw]
+    for motion in ("image", "off"):
+        cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5, motion=motion)
+        with torch.no_grad():
+            for k, (dy, dx) in enumerate(views):
+                _, stats = shared(_crop(scene, dy, dx), 0.05, 0.5, temporal=ts, cache=cache)
+                if k == 0:
+                    assert stats.keyframe
+                elif motion == "image":
+                    assert not stats.keyframe, k
+                    assert [row["segmentation"].rows for row in stats.layers] == [border[k]] * CFG.depth, k
+                    assert cache.motion.applied == (-dy // 16, -dx // 16)
+                else:
+                    assert stats.keyframe, k
+
+
+def test_a_motion_given_by_the_caller_replaces_the_image_estimate(shared):
+    """The caller knows the motion (the camera's pose): the buffers follow it without an image estimate."""
+    scene = _scene()
+    cache, ts = TemporalCache(), _settings(threshold=0.05, max_token_fraction=0.5)
+    gh = SHIFT_HW[0] // CFG.patch_size
+    with torch.no_grad():
+        shared(_crop(scene, 0, 0), 0.05, 0.5, temporal=ts, cache=cache)
+        _, stats = shared(_crop(scene, 0, -16), 0.05, 0.5, temporal=ts, cache=cache, shift=(0.0, 16.0))
+    assert not stats.keyframe and cache.motion.applied == (0, 1) and cache.motion.source == "given"
+    assert [row["segmentation"].rows for row in stats.layers] == [gh] * CFG.depth
+
+
+def test_measured_drift_brings_a_keyframe_before_the_interval(shared):
+    """Reused tokens whose inputs drift from their references raise the drift estimate; past ``max_drift`` the
+    next frame is a keyframe, long before the interval."""
+    flags = {}
+    for max_drift in (0.0, 10.0):
+        cache, ts = TemporalCache(), _settings(threshold=0.3, max_token_fraction=1.0, max_drift=max_drift,
+                                               scene_cut_fraction=1.0, max_deferred=1e9)
+        with torch.no_grad():
+            flags[max_drift] = [shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
+                                for x in _video(8, step=0.05)]
+        assert cache.drift > 0
+    assert flags[10.0] == [True] + [False] * 7
+    assert sum(flags[0.0]) >= 4, flags

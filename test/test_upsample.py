@@ -35,12 +35,13 @@ def test_normals_stay_unit_and_creases_stay_sharp():
 
 def test_a_prediction_at_the_input_resolution():
     pred = Prediction(size=(6, 8), scale=(0.25, 0.25), image=torch.zeros((6, 8, 3), dtype=torch.uint8),
-                      segmentation=torch.arange(48, dtype=torch.uint8).reshape(6, 8) % 5,
-                      depth=torch.ones((6, 8)), normals=torch.tensor([0.0, 0, -1]).repeat(6, 8, 1))
+                      maps={"segmentation": torch.arange(48, dtype=torch.uint8).reshape(6, 8) % 5,
+                            "depth": torch.ones((6, 8)), "normals": torch.tensor([0.0, 0, -1]).repeat(6, 8, 1)})
     rgb = np.full((24, 32, 3), 7, np.uint8)
     full = at_input_resolution(pred, rgb)
     assert full.size == (24, 32) and full.scale == (1.0, 1.0)
     assert np.shares_memory(full.image.numpy(), rgb)  # the camera image itself colours the points
-    assert full.segmentation.shape == (24, 32) and set(full.segmentation.unique().tolist()) <= set(range(5))
-    assert full.depth.shape == (24, 32) and full.normals.shape == (24, 32, 3)
-    assert full.depth.device.type == "cpu" and full.depth.dtype == torch.float32
+    seg, depth = full.maps["segmentation"], full.maps["depth"]
+    assert seg.shape == (24, 32) and set(seg.unique().tolist()) <= set(range(5))
+    assert depth.shape == (24, 32) and full.maps["normals"].shape == (24, 32, 3)
+    assert depth.device.type == "cpu" and depth.dtype == torch.float32

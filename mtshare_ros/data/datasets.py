@@ -23,6 +23,7 @@ PASCAL-Context (ATRC layout)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,9 @@ from torch.utils.data import Dataset
 
 from mtshare_ros.classes import IGNORE_INDEX, NYUD40_CLASSES, SYNTHETIC_CLASSES
 from mtshare_ros.data.transforms import augment as augment_sample
-from mtshare_ros.data.transforms import check_segmentation, clean_normals, resize, to_tensors
+from mtshare_ros.data.transforms import resize, to_tensors
+from mtshare_ros.tasks.normals import clean_normals
+from mtshare_ros.tasks.segmentation import check_segmentation
 
 PASCAL_CONTEXT_NUM_CLASSES = 21  # the ATRC/MTI-Net PASCAL-Context semantic task (VOC classes + background)
 
@@ -126,6 +129,17 @@ class NyudLayoutDataset(DenseDataset):
         self.tasks = [t for t in ("segmentation", "depth", "normals") if (self.root / t).is_dir()]
         if not (self.root / "images").is_dir():
             raise FileNotFoundError(f"{self.root / 'images'}: image folder not found")
+        self._focals: dict[str, float] | None = None
+
+    def focal(self, name: str) -> float | None:
+        """fx (pixels at the stored size) of frame ``name`` from its sequence's cameras.json, None if unknown."""
+        if self._focals is None:
+            self._focals = {}
+            for cam in sorted(self.root.glob("sequences/*/cameras.json")):
+                cams = json.loads(cam.read_text())
+                fx = float(cams["K"][0][0])
+                self._focals.update({item["name"]: fx for item in cams.get("frames", [])})
+        return self._focals.get(name)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -135,6 +149,9 @@ class NyudLayoutDataset(DenseDataset):
         image = _read_image(_find(self.root / "images", name, (".jpg", ".png", ".jpeg"), "image"))
         hw = image.shape[:2]
         sample = {"image": image, "name": name}
+        fx = self.focal(name)
+        if fx is not None:
+            sample["focal"] = fx
         if "segmentation" in self.tasks:
             path = _find(self.root / "segmentation", name, (".png",), "segmentation")
             raw = _read_png(path, f"uint8 labels, 0 = void, 1..{self.num_classes} = classes")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from mtshare_ros.classes import IGNORE_INDEX
+from mtshare_ros.tasks import task_names
 
 
 def hflip(sample: dict) -> dict:
@@ -38,14 +38,15 @@ def resize(sample: dict, size: tuple[int, int]) -> dict:
         return out
     shrink = h < src_h and w < src_w
     out["image"] = cv2.resize(sample["image"], (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    for key in ("segmentation", "depth", "normals"):
+    for key in task_names():
         if key in sample:
             arr = sample[key]
-            if key == "segmentation":
-                arr = arr.astype(np.int32)  # cv2 has no int64 resize
-            out[key] = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
-            if key == "segmentation":
-                out[key] = out[key].astype(sample[key].dtype)
+            integer = np.issubdtype(arr.dtype, np.integer)  # class ids: cv2 has no int64 resize
+            out[key] = cv2.resize(arr.astype(np.int32) if integer else arr, (w, h), interpolation=cv2.INTER_NEAREST)
+            if integer:
+                out[key] = out[key].astype(arr.dtype)
+    if "focal" in sample:  # a resized image has its focal length scaled with it
+        out["focal"] = float(sample["focal"]) * w / src_w
     return out
 
 
@@ -93,19 +94,9 @@ def to_tensors(sample: dict) -> dict:
     if "normals" in sample:
         n = np.ascontiguousarray(sample["normals"].transpose(2, 0, 1), dtype=np.float32)
         out["normals"] = torch.from_numpy(n)
+    if "focal" in sample:
+        out["focal"] = torch.tensor(float(sample["focal"]), dtype=torch.float32)
     out["name"] = sample.get("name", "")
     return out
 
 
-def clean_normals(normals: np.ndarray, min_norm: float = 0.5) -> np.ndarray:
-    """Renormalise to unit length; vectors shorter than ``min_norm`` (unlabelled) become all-zero."""
-    n = normals.astype(np.float32)
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    return np.where(norm >= min_norm, n / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
-
-
-def check_segmentation(seg: np.ndarray, num_classes: int, path) -> None:
-    bad = (seg >= num_classes) & (seg != IGNORE_INDEX)
-    if bad.any() or (seg < 0).any():
-        values = np.unique(seg[bad | (seg < 0)])[:10].tolist()
-        raise ValueError(f"{path}: segmentation ids {values} outside 0..{num_classes - 1} (or {IGNORE_INDEX} ignore)")

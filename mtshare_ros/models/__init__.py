@@ -7,7 +7,6 @@ from mtshare_ros.models.checkpoint import (
     save_checkpoint,
 )
 from mtshare_ros.models.vit import (
-    TASK_CHANNELS,
     DenseViT,
     ModelConfig,
     build_task_models,
@@ -16,7 +15,6 @@ from mtshare_ros.models.vit import (
 )
 
 __all__ = [
-    "TASK_CHANNELS",
     "CheckpointError",
     "DenseViT",
     "ModelConfig",

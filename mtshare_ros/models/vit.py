@@ -12,7 +12,7 @@ place a boundary or a shading gradient to the pixel, two small convolutions can.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -21,8 +21,7 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-TASK_CHANNELS: dict[str, int | None] = {"segmentation": None, "depth": 1, "normals": 3}
-"""Output channels per task; ``None`` means "number of classes"."""
+from mtshare_ros.tasks import task_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,9 +42,14 @@ class ModelConfig:
     detail_channels: int = 16
     num_classes: int = 15
     extra: dict = field(default_factory=dict)
+    # pixels at img_size's width: depth is predicted for a camera of this focal length (models/focal.py);
+    # None: metric depth directly, whatever the camera (checkpoints from before the scheme)
+    canonical_focal: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["canonical_focal"] is None:  # older checkpoints and training states compare equal
+            del d["canonical_focal"]
         d["img_size"] = list(self.img_size)
         d["feature_layers"] = list(self.feature_layers)
         return d
@@ -125,17 +129,50 @@ class ViTEncoder(nn.Module):
         grid = (x.shape[-2] // p, x.shape[-1] // p)
         return self.patch_embed(x) + self.pos_embed_for(grid, offset), grid
 
+    def forward_intermediates(
+        self, x: torch.Tensor, offset: tuple[int, int] | None = None, block: BlockFn | None = None,
+        keep_inputs: bool = False, tokens: torch.Tensor | None = None,
+    ) -> Intermediates:
+        """The one walk through the encoder (in the spirit of timm's ``forward_intermediates``): embed, run every
+        block, collect the outputs of ``cfg.feature_layers`` (the last one after the final norm) and, with
+        ``keep_inputs``, every block's input. ``block(i, blk, tokens)`` says how block ``i`` runs (default: timm's
+        ``blk(tokens)``): the shared engine's base path passes one that also keeps what its sub-tasks reuse, or
+        that recomputes only the tokens that changed since the previous frame. ``tokens``: the embedding of ``x``
+        when the caller made it already."""
+        if tokens is None:
+            tokens, grid = self.embed(x, offset)
+        else:
+            grid = (x.shape[-2] // self.cfg.patch_size, x.shape[-1] // self.cfg.patch_size)
+        out = Intermediates([], tuple(grid), [] if keep_inputs else None)
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            if out.inputs is not None:
+                out.inputs.append(tokens)
+            tokens = blk(tokens) if block is None else block(i, blk, tokens)
+            if i in self.cfg.feature_layers:
+                out.features.append(self.norm(tokens) if i == last else tokens)
+        return out
+
     def forward(
         self, x: torch.Tensor, offset: tuple[int, int] | None = None
     ) -> tuple[list[torch.Tensor], tuple[int, int]]:
         """Returns the outputs of ``cfg.feature_layers`` (last one after the final norm) and the grid."""
-        tokens, grid = self.embed(x, offset)
-        feats = []
-        for i, blk in enumerate(self.blocks):
-            tokens = blk(tokens)
-            if i in self.cfg.feature_layers:
-                feats.append(self.norm(tokens) if i == len(self.blocks) - 1 else tokens)
-        return feats, grid
+        out = self.forward_intermediates(x, offset)
+        return out.features, out.grid
+
+
+BlockFn = Callable[[int, nn.Module, torch.Tensor], torch.Tensor]
+"""How one encoder block runs: (index, block, its input tokens) -> its output tokens."""
+
+
+@dataclass
+class Intermediates:
+    """One encoder walk: the feature layers' outputs (what the heads read), the token grid, and every block's input
+    (``keep_inputs``: what temporal sharing compares between frames)."""
+
+    features: list[torch.Tensor]
+    grid: tuple[int, int]
+    inputs: list[torch.Tensor] | None = None
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -200,32 +237,26 @@ class DenseHead(nn.Module):
 
     @staticmethod
     def activate(task: str, x: torch.Tensor) -> torch.Tensor:
-        """The task's output activation on the upsampled raw output."""
-        if task == "depth":
-            return torch.exp(x.clamp(-6.0, 6.0))  # predicted log-metres: positive, scale-aware
-        if task == "normals":
-            # same as F.normalize(x, dim=1) (to 6e-8) but ~100x faster on CPU at 240x320
-            return x * torch.rsqrt((x * x).sum(1, keepdim=True).clamp_min(1e-24))
-        return x
+        """The task's output activation on the upsampled raw output (``TaskSpec.activate``)."""
+        return task_spec(task).activate(x)
 
 
 class DenseViT(nn.Module):
     """One task's model: ``forward(image)`` -> dense prediction at the image size.
 
-    Outputs: segmentation logits (B, K, H, W); depth in metres (B, 1, H, W); unit normals in the
-    camera optical frame (B, 3, H, W). Inputs are ImageNet-normalised RGB.
+    Outputs: the task's ``TaskSpec`` says (segmentation logits (B, K, H, W); depth in metres (B, 1, H, W); unit
+    normals in the camera optical frame (B, 3, H, W)). Inputs are ImageNet-normalised RGB.
     """
 
     def __init__(self, cfg: ModelConfig, task: str, encoder: ViTEncoder | None = None) -> None:
         """``encoder``: an existing encoder to use (and share) instead of a new one (multi-task models)."""
         super().__init__()
-        if task not in TASK_CHANNELS:
-            raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_CHANNELS)}")
+        spec = task_spec(task)  # an unknown task is refused here, with the known ones
         if encoder is not None and encoder.cfg != cfg:
             raise ValueError("a shared encoder must have the model's config")
         self.cfg = cfg
         self.task = task
-        out = TASK_CHANNELS[task] or cfg.num_classes
+        out = spec.out_channels(cfg.num_classes)
         self.encoder = encoder if encoder is not None else ViTEncoder(cfg)
         self.head = DenseHead(cfg, task, out)
 

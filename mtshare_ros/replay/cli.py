@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     t = p.add_argument_group("topics (default: found in the bag)")
-    t.add_argument("--image-topic", help="colour image topic (sensor_msgs/Image or CompressedImage)")
+    t.add_argument("--image-topic", action="append", default=None,
+                   help="colour image topic (sensor_msgs/Image or CompressedImage); repeat it for a bag with several "
+                   "cameras: each is replayed through its own stream and reported on its own")
     t.add_argument("--camera-info-topic", help="camera_info topic (default: the one beside the image topic)")
     t.add_argument("--gt-depth-topic", help="ground-truth depth: Image 32FC1 metres or 16UC1 millimetres, 0 invalid")
     t.add_argument("--gt-segmentation-topic",
@@ -91,6 +93,11 @@ def _names(bags: list[Path]) -> list[str]:
             name, k = f"{base}_{k}", k + 1
         names.append(name)
     return names
+
+
+def _camera_folder(topic: str) -> str:
+    """A folder name for one camera's results: its image topic without slashes."""
+    return topic.strip("/").replace("/", "_") or "camera"
 
 
 def _camera_fps(reader, topics) -> float:
@@ -219,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.node_namespace and (args.params_file or args.param):
         return _fail("--params-file/--param set the parameters of a node that replay starts; the node running in "
                      f"{args.node_namespace} keeps its own (set them there, e.g. with ros2 param set)", USAGE_ERROR)
+    topics = args.image_topic or [None]
+    if len(topics) != len(set(topics)):
+        return _fail(f"--image-topic names a topic twice: {topics}", USAGE_ERROR)
+    if len(topics) > 1 and args.camera_info_topic:
+        return _fail("--camera-info-topic names one camera's; with several --image-topic each camera's camera_info "
+                     "is the one beside its image topic", USAGE_ERROR)
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         return _fail(f"{args.out} exists and is not empty (use --force to replace it)", USAGE_ERROR)
     try:
@@ -232,19 +245,22 @@ def main(argv: list[str] | None = None) -> int:
     stage = args.out.parent / f".{args.out.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    single = len(bags) == 1
+    units = [(bag, name if len(topics) == 1 else f"{name}/{_camera_folder(t)}", t)
+             for bag, name in zip(bags, _names(bags), strict=True) for t in topics]
+    single = len(units) == 1
     rows: list[dict] = []
     lines: list[str] = []
     engine = Engine(args, values, stage)
     start = time.perf_counter()
     try:
-        for bag, name in zip(bags, _names(bags), strict=True):
+        for bag, name, topic in units:
             out = stage if single else stage / name
-            out.mkdir(exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
             if not single:
-                print(f"{PROG}: {bag}", file=sys.stderr)
+                print(f"{PROG}: {bag}" + (f" {topic}" if topic else ""), file=sys.stderr)
             try:
-                result = replay_bag(bag, out, args, values, engine)
+                result = replay_bag(bag, out, argparse.Namespace(**{**vars(args), "image_topic": topic}), values,
+                                    engine)
             except BagError as exc:
                 if single:
                     return _fail(str(exc))
@@ -276,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     failed = [r for r in rows if r["status"] != "ok"]
     if not single:
-        print(f"{PROG}: {len(rows) - len(failed)} of {len(rows)} bags replayed in {time.perf_counter() - start:.0f} s"
+        print(f"{PROG}: {len(rows) - len(failed)} of {len(rows)} bags (cameras) replayed in "
+              f"{time.perf_counter() - start:.0f} s"
               f"{', ' + str(len(failed)) + ' failed' if failed else ''}; summary: {args.out / 'summary.md'}")
     return RUN_ERROR if failed else 0
 

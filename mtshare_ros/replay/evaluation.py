@@ -13,16 +13,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
-import torch
 
-from mtshare_ros.data.transforms import check_segmentation
 from mtshare_ros.replay.topics import BagError
-from mtshare_ros.training.losses import MIN_VALID_DEPTH
-from mtshare_ros.training.metrics import HEADLINE, build_metrics
+from mtshare_ros.tasks import BUILTIN_TASKS, task_names, task_spec
+from mtshare_ros.tasks.depth import MIN_VALID_DEPTH
+from mtshare_ros.tasks.resize import nearest as resize_nearest
 
-TASKS = ("segmentation", "depth", "normals")
+TASKS = BUILTIN_TASKS
+"""The built-in tasks (report columns); replay scores every registered task it has outputs and ground truth for."""
 
 
 @dataclass
@@ -40,25 +39,6 @@ class FrameRecord:
     note: str = ""
 
 
-def resize_nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``arr`` at ``size`` (h, w), nearest neighbour (no invented classes, depths or normals)."""
-    if arr.shape[:2] == tuple(size):
-        return arr
-    src = arr.astype(np.int32) if arr.dtype == np.uint8 and arr.ndim == 2 else arr
-    out = cv2.resize(src, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    return out.astype(arr.dtype)
-
-
-def _tensors(task: str, pred: np.ndarray, gt: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    if task == "segmentation":
-        return torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(gt.astype(np.int64))[None]
-    if task == "depth":
-        target = np.where(np.isfinite(pred), gt, 0.0).astype(np.float32)
-        return torch.from_numpy(np.nan_to_num(pred, nan=0.0))[None], torch.from_numpy(target)[None]
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]  # noqa: E731
-    return to_t(np.nan_to_num(pred, nan=0.0)), to_t(gt)
-
-
 class Evaluation:
     """Accumulates the metrics of every task that has both an output and ground truth."""
 
@@ -66,34 +46,37 @@ class Evaluation:
         self.num_classes = num_classes
         self.meters: dict[str, object] = {}
         self.frames: dict[str, int] = {}
-        self.depth_pixels = [0, 0]  # ground-truth pixels with a valid prediction, all valid ground-truth pixels
+        # per task with ``coverage``: ground-truth pixels with a valid prediction, all valid ground-truth pixels
+        self.coverage: dict[str, list[int]] = {}
 
     def add(self, outputs: dict[str, np.ndarray], gt: dict[str, np.ndarray], topics: dict[str, str]) -> dict:
-        """Score one frame; returns its headline numbers per task (``HEADLINE``)."""
+        """Score one frame; returns its headline numbers per task (``TaskSpec.headline``)."""
         per_frame: dict[str, dict[str, float]] = {}
-        for task in TASKS:
+        for task in task_names():
             if task not in outputs or task not in gt:
                 continue
+            spec = task_spec(task)
             pred = outputs[task]
             target = resize_nearest(gt[task], pred.shape[:2])
-            if task == "segmentation":
+            if spec.check_gt is not None:
                 try:
-                    check_segmentation(target, self.num_classes, topics.get(task, task))
+                    spec.check_gt(target, self.num_classes, topics.get(task, task))
                 except ValueError as exc:
                     raise BagError(f"{exc} (the checkpoint has {self.num_classes} classes)") from None
-            if task == "depth":
+            if spec.coverage:
                 valid = target > MIN_VALID_DEPTH
-                self.depth_pixels[0] += int((valid & np.isfinite(pred)).sum())
-                self.depth_pixels[1] += int(valid.sum())
-            meter = build_metrics(task, self.num_classes)
-            meter.update(*_tensors(task, pred, target))
+                covered = self.coverage.setdefault(task, [0, 0])
+                covered[0] += int((valid & np.isfinite(pred)).sum())
+                covered[1] += int(valid.sum())
+            meter = spec.metrics(self.num_classes)
+            meter.update(*spec.eval_pair(pred, target))
             if task not in self.meters:
-                self.meters[task] = build_metrics(task, self.num_classes)
+                self.meters[task] = spec.metrics(self.num_classes)
                 self.frames[task] = 0
             self.meters[task].state += meter.state
             self.frames[task] += 1
             result = meter.compute()
-            per_frame[task] = {k: result[k] for k in HEADLINE[task] if k in result}
+            per_frame[task] = {k: result[k] for k in spec.headline if k in result}
         return per_frame
 
     def compute(self) -> dict[str, dict]:
@@ -102,8 +85,9 @@ class Evaluation:
         for task, meter in self.meters.items():
             result = meter.compute()
             result["frames"] = self.frames[task]
-            if task == "depth":
-                result["coverage"] = self.depth_pixels[0] / self.depth_pixels[1] if self.depth_pixels[1] else math.nan
+            if task in self.coverage:
+                hit, total = self.coverage[task]
+                result["coverage"] = hit / total if total else math.nan
             out[task] = result
         return out
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mtshare_ros.data.bag import _typestore, image_to_array
-from mtshare_ros.data.transforms import clean_normals
-from mtshare_ros.replay.topics import DEPTH_SCALE, BagError, Topics
+from mtshare_ros.replay.topics import BagError, Topics
 from mtshare_ros.runtime.decode import compressed_to_rgb, raw_to_rgb
+from mtshare_ros.tasks import task_spec
 
 Hook = Callable[[object, int, bytes], None]
 """Called with (connection, bag time ns, serialized message) for every message read, e.g. to copy it."""
@@ -156,11 +156,5 @@ def gt_array(task: str, msg, topic: str) -> np.ndarray:
     segmentation (H, W) uint8 ids with 255 ignore, normals (H, W, 3) float32 unit vectors with 0 invalid."""
     alias = {"mono16": "16UC1", "8UC1": "mono8"}.get(msg.encoding)
     arr = image_to_array(dataclasses.replace(msg, encoding=alias) if alias else msg)
-    if task == "depth":
-        depth = arr.astype(np.float32) * np.float32(DEPTH_SCALE[msg.encoding])
-        depth[~np.isfinite(depth) | (depth < 0)] = 0.0
-        return depth
-    if task == "normals":
-        return clean_normals(np.nan_to_num(arr, nan=0.0))
-    return arr
+    return task_spec(task).decode_gt(arr, msg.encoding)
 

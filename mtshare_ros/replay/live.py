@@ -26,8 +26,7 @@ from mtshare_ros.replay.frames import bag_messages, open_reader, read_frames
 from mtshare_ros.replay.outbag import OutputBag, msgtype_of
 from mtshare_ros.replay.sink import Sink
 from mtshare_ros.replay.topics import BagError, Topics
-
-RAW = ("segmentation", "depth", "normals")
+from mtshare_ros.tasks import task_names
 
 
 def header_stamp(raw: bytes) -> int:
@@ -72,7 +71,7 @@ class _Player:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         from mtshare_ros.ros.harness import Recorder
-        from mtshare_ros.ros.publish import OUTPUT_TYPES
+        from mtshare_ros.ros.publish import output_types
 
         node, self.bag_out = session.node, bag_out
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -83,9 +82,10 @@ class _Player:
         self.sent: dict[int, tuple[float, int]] = {}  # stamp -> (publish time, bag time)
         self.done: dict[int, float] = {}  # stamp -> receipt time of its last raw output
         self.received = 0
-        self.subs = [node.create_subscription(OUTPUT_TYPES[name], f"{namespace}/{name}",
-                                              self._callback(name, msgtype_of(OUTPUT_TYPES[name])), qos, raw=True)
-                     for name in OUTPUT_TYPES]
+        types = output_types()
+        self.raw = set(task_names())
+        self.subs = [node.create_subscription(kind, f"{namespace}/{name}", self._callback(name, msgtype_of(kind)), qos,
+                                              raw=True) for name, kind in types.items()]
         self.recorder = Recorder(node, namespace, outputs=())  # /diagnostics of that namespace
 
     def _callback(self, name: str, msgtype: str):
@@ -96,7 +96,7 @@ class _Player:
                 return  # not a frame of this replay
             self.bag_out.write_raw(name, msgtype, self.sent[stamp][1], raw)
             self.received += 1
-            if name in RAW:
+            if name in self.raw:
                 self.done[stamp] = now  # the frame's last raw output so far
 
         return cb
@@ -210,7 +210,8 @@ def score(playback: dict, bag_path: Path, topics: Topics, sink: Sink, namespace:
           progress: bool = True) -> dict:
     """Score the outputs recorded under ``namespace`` from the output bag; returns the run's summary."""
 
-    results = {name: f"/{namespace.strip('/')}/{name}" for name in RAW}
+    raw = task_names()
+    results = {name: f"/{namespace.strip('/')}/{name}" for name in raw}
     reader = open_reader(bag_path)
     try:
         present = {c.topic for c in reader.connections}
@@ -220,7 +221,7 @@ def score(playback: dict, bag_path: Path, topics: Topics, sink: Sink, namespace:
             bar.update(1)
             sent = playback["sent"].get(frame.stamp_ns)
             done = playback["done"].get(frame.stamp_ns)
-            sink.add_recorded(frame, RAW, "dropped", (done - sent[0]) * 1e3 if sent and done else None)
+            sink.add_recorded(frame, raw, "dropped", (done - sent[0]) * 1e3 if sent and done else None)
         bar.close()
     finally:
         reader.close()

@@ -1,9 +1,9 @@
 """Offline replay: every frame of the bag, in order, as fast as the machine allows, through what the node runs.
 
-Per frame the node's worker path without ROS transport: decode (``runtime/decode.py``), stream-break check
-(``runtime/stream.py``: a stamp going back, a gap, another frame_id or size resets temporal sharing, as in the
-node), ``Predictor.predict`` with the ``FrameSettings`` of the node's parameters, ``assemble_outputs`` with every
-output wanted, the node's messages (``ros/publish.py``) into the output bag. Latency is what the worker spends
+Per frame the node's frame pipeline (``runtime/pipeline.py``) without ROS transport: decode, stream-break check (a
+stamp going back, a gap, another frame_id or size resets temporal sharing, as in the node), ``Predictor.predict``
+with the ``FrameSettings`` of the node's parameters, the outputs with every output wanted, the node's messages
+(``ros/publish.py``) into the output bag. Latency is what the worker spends
 before publishing (decode + inference + outputs); frames that do not decode are rejected and counted, as the
 node does.
 """
@@ -61,38 +61,35 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
                 tolerance: float = 0.03, progress: bool = True, desc: str = "replay") -> dict:
     """Replay every frame; returns the run's summary (``evaluation.summarize``) with the stream breaks seen."""
     from mtshare_ros.ros.publish import OutputPublishers
-    from mtshare_ros.runtime.buffers import OutputBuffers
-    from mtshare_ros.runtime.decode import FrameError
-    from mtshare_ros.runtime.outputs import OUTPUT_NAMES, assemble_outputs
-    from mtshare_ros.runtime.stream import StreamWatch
+    from mtshare_ros.runtime.outputs import output_names
+    from mtshare_ros.runtime.pipeline import CameraPipeline
 
     settings = replay_params.settings(values)
     reason = predictor.check(settings)
     if reason:
         raise BagError(f"parameters: {reason}")
-    stream = StreamWatch(float(values["temporal.max_stamp_gap"]))
+    pipeline = CameraPipeline(predictor, max_stamp_gap=float(values["temporal.max_stamp_gap"]))
     dense_cost = DenseCost(predictor)
-    num_classes = len(predictor.class_names)
+    wanted = set(output_names())
     breaks, first_error = [], ""
-    buffers = OutputBuffers()  # the node's reuse: each frame's arrays are written out and scored before the next
     bar = tqdm(total=topics.count, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     for frame in read_frames(reader, path, topics, tolerance, on_message=bag_out.copy):
         t0 = time.perf_counter()
-        try:
-            rgb = frame.rgb()
-        except FrameError as exc:
-            first_error = first_error or f"frame {frame.index}: {exc}"
-            sink.add(frame, None, {}, status="rejected", note=str(exc))
+        # the node's frame path, without ROS transport; the outputs' buffers are reused: each frame's arrays are
+        # written out and scored before the next
+        result = pipeline.process(frame.rgb, frame.stamp_ns * 1e-9, frame.frame_id, settings, wanted,
+                                  camera=_camera(frame.info))
+        if result.status == "rejected":
+            first_error = first_error or f"frame {frame.index}: {result.error}"
+            sink.add(frame, None, {}, status="rejected", note=result.error)
             bar.update(1)
             continue
-        why = stream.observe(frame.stamp_ns * 1e-9, frame.frame_id, rgb.shape[:2])
-        if why:
-            predictor.reset_stream()
-            breaks.append(f"frame {frame.index}: {why}")
-        pred = predictor.predict(rgb, settings)
-        full = rgb if getattr(settings, "output_size", "inference") == "input" else None
-        outputs = assemble_outputs(pred, num_classes, set(OUTPUT_NAMES), _camera(frame.info), full, buffers)
+        if result.status != "ok":
+            raise BagError(f"frame {frame.index}: {result.error}")
+        if result.stream_break:
+            breaks.append(f"frame {frame.index}: {result.stream_break}")
+        pred, outputs, rgb = result.prediction, result.outputs, result.rgb
         latency = (time.perf_counter() - t0) * 1e3
         bag_out.write_messages(OutputPublishers.to_messages(outputs, _header(frame)), frame.log_ns)
         stats = dict(pred.stats)

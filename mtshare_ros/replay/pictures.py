@@ -19,13 +19,10 @@ import numpy as np
 
 from mtshare_ros.replay.evaluation import TASKS, resize_nearest
 from mtshare_ros.runtime.colorize import colorize_array
+from mtshare_ros.tasks import task_spec
 
-DEPTH_ERR_MAX = 0.5
-NORMALS_ERR_MAX = 60.0
 HEADER = 22
 NO_TRUTH = (96, 96, 96)
-ERROR_TITLES = {"segmentation": "segmentation error (red)", "depth": f"depth abs-rel error 0-{DEPTH_ERR_MAX:g}",
-                "normals": f"normals error 0-{NORMALS_ERR_MAX:g} deg"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -34,28 +31,11 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], colour=(255, 255, 25
     cv2.putText(img, text, org, FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def _heat(values: np.ndarray, vmax: float, valid: np.ndarray) -> np.ndarray:
-    index = np.clip(np.nan_to_num(values, nan=0.0) / vmax * 255.0, 0, 255).astype(np.uint8)
-    rgb = cv2.cvtColor(cv2.applyColorMap(index, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-    rgb[~valid] = NO_TRUTH
-    return rgb
-
-
 def error_panel(task: str, pred: np.ndarray, gt: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """The error of ``pred`` against ``gt`` (already at the prediction's size) as an RGB picture."""
-    if task == "segmentation":
-        out = (rgb.astype(np.float32) * 0.35).astype(np.uint8)
-        out[(pred != gt) & (gt != 255)] = (255, 40, 40)
-        out[gt == 255] = NO_TRUTH
-        return out
-    if task == "depth":
-        valid = (gt > 0) & np.isfinite(pred)
-        rel = np.abs(np.nan_to_num(pred) - gt) / np.maximum(gt, 1e-6)
-        return _heat(rel, DEPTH_ERR_MAX, valid)
-    n = np.nan_to_num(pred) / np.maximum(np.linalg.norm(np.nan_to_num(pred), axis=2, keepdims=True), 1e-6)
-    valid = np.any(gt != 0, axis=2) & np.all(np.isfinite(pred), axis=2)
-    angle = np.degrees(np.arccos(np.clip((n * gt).sum(2), -1.0, 1.0)))
-    return _heat(angle, NORMALS_ERR_MAX, valid)
+    """The error of ``pred`` against ``gt`` (already at the prediction's size) as an RGB picture (the task's own
+    ``TaskSpec.error_picture``; grey for a task that draws none)."""
+    draw = task_spec(task).error_picture
+    return draw(pred, gt, rgb) if draw is not None else np.full((*pred.shape[:2], 3), NO_TRUTH, np.uint8)
 
 
 class Pictures:
@@ -65,7 +45,7 @@ class Pictures:
                  samples: int = 4, video_name: str | None = "replay.mp4") -> None:
         self.out_dir, self.fps, self.num_classes = Path(out_dir), fps, num_classes
         self.gt_tasks = tuple(t for t in TASKS if t in gt_tasks)
-        self.columns = ["input", *TASKS, *(ERROR_TITLES[t] for t in self.gt_tasks)]
+        self.columns = ["input", *TASKS, *(task_spec(t).error_title or f"{t} error" for t in self.gt_tasks)]
         self.targets = sorted({int(round(x)) for x in np.linspace(0, max(total - 1, 0), max(1, min(samples, total)))})
         self.best: dict[int, tuple[int, np.ndarray]] = {}  # target -> (index, row) of the nearest good frame
         self.video_name = video_name

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mtshare_ros.replay.evaluation import FrameRecord
-from mtshare_ros.training.metrics import HEADLINE
+from mtshare_ros.training.metrics import headline
 
 HEADLINE_ONE = {"segmentation": "mIoU", "depth": "abs_rel", "normals": "mean_deg"}
 
@@ -110,7 +110,7 @@ def markdown(result: dict) -> str:
         lines += ["Same definitions as `mtshare eval` (pooled over every valid pixel of every scored frame).", "",
                   "| task | frames | " + " | ".join(["metric", "value"]) + " |", "|---|---|---|---|"]
         for task, m in result["metrics"].items():
-            for key in (*HEADLINE[task], *(("coverage",) if task == "depth" else ())):
+            for key in (*headline(task), "coverage"):  # coverage: tasks whose map may be NaN (depth)
                 if key in m:
                     lines.append(f"| {task} | {m.get('frames', '-')} | {key} | {_f(m[key], 4)} |")
     else:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from mtshare_ros.data.bag import image_to_array
-from mtshare_ros.replay.evaluation import TASKS, Evaluation, FrameRecord
+from mtshare_ros.replay.evaluation import Evaluation, FrameRecord
 from mtshare_ros.replay.frames import SyncedFrame, gt_array
 from mtshare_ros.replay.pictures import Pictures
 from mtshare_ros.replay.topics import Topics
 from mtshare_ros.runtime.decode import FrameError
+from mtshare_ros.tasks import task_names
 
 
 class Sink:
@@ -51,7 +52,7 @@ class Sink:
         """Score and draw one frame (``rgb`` None: the image did not decode; nothing to draw)."""
         if self.t0 is None:
             self.t0 = frame.stamp_ns
-        raw = {t: outputs[t] for t in TASKS if t in outputs}
+        raw = {t: outputs[t] for t in task_names() if t in outputs}
         gt = self.ground_truth(frame) if rgb is not None else {}
         metrics = self.evaluation.add(raw, gt, self.topics.gt) if status == "ok" else {}
         record = FrameRecord(frame.index, frame.stamp_ns, frame.log_ns, status, latency_ms, dict(stats or {}),

@@ -14,23 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
+from mtshare_ros.tasks import task_spec
+from mtshare_ros.tasks.depth import DEPTH_SCALE
+
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 COMPRESSED_CODECS = ("jpeg", "jpg", "png")
-DEPTH_SCALE = {"32FC1": 1.0, "16UC1": 0.001, "mono16": 0.001}
-"""Depth ground-truth encodings and their unit in metres (REP 118: 32FC1 metres, 16UC1 millimetres)."""
-GT_ENCODINGS = {
-    "depth": tuple(DEPTH_SCALE),
-    "segmentation": ("mono8", "8UC1"),
-    "normals": ("32FC3",),
-}
 GT_EXPECTED = {
     "depth": "32FC1 metres or 16UC1 millimetres (0 = invalid)",
     "segmentation": "mono8 class ids (255 = ignore)",
     "normals": "32FC3 unit normals in the optical frame",
 }
+def _expected(task: str) -> str:
+    """What a ground-truth topic of ``task`` must hold, for messages."""
+    return GT_EXPECTED.get(task) or "one of " + ", ".join(task_spec(task).gt_encodings)
+
+
 PACKAGE_GT = {"depth": "/camera/depth/image_raw", "segmentation": "/gt/segmentation", "normals": "/gt/normals"}
 """The ground truth of bags written by ``mtshare make-bag`` (``data/bag.py``), mapped without being asked."""
 PACKAGE_IMAGE = "/camera/image_raw"
@@ -205,12 +206,12 @@ def check_gt(topics: dict[str, TopicSurvey], task: str, name: str, path, flag: s
     """A ground-truth topic named on the command line: present, an Image, and in an encoding of its task."""
     info = topics.get(name)
     if info is None:
-        near = [t.name for t in topics.values() if t.msgtype == IMAGE and t.encoding in GT_ENCODINGS[task]]
+        near = [t.name for t in topics.values() if t.msgtype == IMAGE and t.encoding in task_spec(task).gt_encodings]
         raise BagError(f"{path}: {flag} {name} is not in the bag (expected a sensor_msgs/Image topic with "
-                       f"{GT_EXPECTED[task]}; candidates: {', '.join(near) or 'none'})")
-    if info.msgtype != IMAGE or info.encoding not in GT_ENCODINGS[task]:
+                       f"{_expected(task)}; candidates: {', '.join(near) or 'none'})")
+    if info.msgtype != IMAGE or info.encoding not in task_spec(task).gt_encodings:
         what = info.msgtype.rsplit("/", 1)[-1] + (f" {info.encoding}" if info.encoding else "")
-        raise BagError(f"{path}: {flag} {name} is {what}, expected sensor_msgs/Image with {GT_EXPECTED[task]}")
+        raise BagError(f"{path}: {flag} {name} is {what}, expected sensor_msgs/Image with {_expected(task)}")
     return name
 
 
@@ -259,7 +260,7 @@ def choose_topics(
     for task, name in PACKAGE_GT.items():
         if task in found or name not in topics or (task == "depth" and chosen.name != PACKAGE_IMAGE):
             continue
-        if topics[name].msgtype == IMAGE and topics[name].encoding in GT_ENCODINGS[task]:
+        if topics[name].msgtype == IMAGE and topics[name].encoding in task_spec(task).gt_encodings:
             found[task] = name
     if found:
         notes.append("ground truth: " + ", ".join(f"{t} {n}" for t, n in found.items()))

@@ -36,12 +36,14 @@ def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
     return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
 
 
-def array_to_image(arr: np.ndarray, header: Header) -> Image:
-    """(H, W) or (H, W, C) array -> Image with the encoding implied by dtype and channels."""
+def array_to_image(arr: np.ndarray, header: Header, encoding: str | None = None) -> Image:
+    """(H, W) or (H, W, C) array -> Image with ``encoding`` (a task's ``TaskSpec.encoding``), which must agree with
+    the array's dtype and channels; without, the encoding those imply."""
     ch = 1 if arr.ndim == 2 else arr.shape[2]
-    encoding = _ENCODINGS.get((arr.dtype, ch))
-    if encoding is None:
-        raise ValueError(f"no ROS encoding for dtype {arr.dtype} with {ch} channels")
+    implied = _ENCODINGS.get((arr.dtype, ch))
+    if implied is None or (encoding is not None and encoding != implied):
+        raise ValueError(f"no ROS encoding {encoding or ''} for dtype {arr.dtype} with {ch} channels")
+    encoding = implied
     msg = Image(header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0)
     msg.step = arr.shape[1] * ch * arr.dtype.itemsize
     msg.data = _as_byte_array(arr)

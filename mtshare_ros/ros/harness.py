@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from mtshare_ros.ros.conversions import array_to_image
-from mtshare_ros.ros.publish import OUTPUT_TYPES
+from mtshare_ros.ros.publish import output_type
 from mtshare_ros.ros.resources import share_path, use_fastdds_profile
 from mtshare_ros.runtime.outputs import OUTPUT_NAMES
 
@@ -102,7 +102,7 @@ class Recorder:
         self._lock = threading.Lock()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._subs = [
-            self.node.create_subscription(OUTPUT_TYPES[name], f"{self.namespace}/{name}", self._cb(name), qos)
+            self.node.create_subscription(output_type(name), f"{self.namespace}/{name}", self._cb(name), qos)
             for name in self.outputs
         ]
         self._subs.append(self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10))
@@ -128,11 +128,13 @@ class Recorder:
         """True once every output topic has a publisher (the node is configured)."""
         return all(s.get_publisher_count() > 0 for s in self._subs[: len(self.outputs)])
 
-    def latest_diagnostics(self) -> dict[str, str]:
+    def latest_diagnostics(self, camera: str = "") -> dict[str, str]:
+        """The latest /diagnostics values of this namespace's node; ``camera``: of that camera's status (a node
+        with several cameras, ``namespace`` being the node's)."""
         with self._lock:
             for arr in reversed(self.diagnostics):
                 for st in arr.status:
-                    if st.name.startswith(self.namespace + "/"):
+                    if st.name.startswith(self.namespace + "/") and (not camera or st.name.endswith(f" {camera}")):
                         return {kv.key: kv.value for kv in st.values}
         return {}
 

@@ -1,9 +1,11 @@
 """The mtshare perception node: camera frames in, segmentation / depth / normals / points out.
 
 A lifecycle node (configure loads the model, activate subscribes and starts the worker, deactivate
-stops and frees GPU memory, cleanup unloads). A frame goes callback (``_on_image``) -> latest-frame worker
-(``_process``) -> decode (``runtime/decode.py``) -> predictor (``runtime/predictor.py``) -> outputs
-(``runtime/outputs.py``) -> publish (``ros/publish.py``). A slow model drops frames instead of building a
+stops and frees GPU memory, cleanup unloads). It serves the cameras of parameter ``cameras`` (default one, with the
+node's own topic names). A frame goes callback (``_on_image``) -> latest-frame worker, one slot per camera
+(``_process`` takes every camera's waiting frame) -> the frame pipeline (``runtime/pipeline.py``: decode, stream
+watch, camera_info, predictor, outputs; frames of one size from several cameras in one pass) -> publish
+(``ros/publish.py``). A slow model drops frames instead of building a
 backlog. Every output carries the input header unchanged; visualisation outputs are only computed while
 someone subscribes. Parameters come from one table (``ros/params.py``) and reach the worker as one
 ``FrameSettings`` value, taken whole at the next frame.
@@ -11,43 +13,52 @@ someone subscribes. Parameters come from one table (``ros/params.py``) and reach
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import signal
+import os
 import sys
-import threading
-import time
-import traceback
-from dataclasses import dataclass
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_srvs.srv import Trigger
+if "torch" not in sys.modules:  # the node's own process: OpenMP reads its wait policy once, when torch loads it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # runtime/cpu.py: spinning threads starve on a shared CPU
+OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "") if "torch" not in sys.modules else "set before this module"
 
-from mtshare_ros.ros import params
-from mtshare_ros.ros.conversions import camera_model, image_to_rgb
-from mtshare_ros.ros.publish import OutputPublishers
-from mtshare_ros.ros.resources import use_fastdds_profile
-from mtshare_ros.runtime.buffers import OutputBuffers
-from mtshare_ros.runtime.camera import CameraModel, camera_problem
-from mtshare_ros.runtime.decode import FrameError
-from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap
-from mtshare_ros.runtime.latest_frame import LatestFrameWorker
-from mtshare_ros.runtime.outputs import assemble_outputs
-from mtshare_ros.runtime.predictor import OutOfMemory, Predictor
-from mtshare_ros.runtime.rates import RollingStats
-from mtshare_ros.runtime.settings import FrameSettings
-from mtshare_ros.runtime.stream import StreamWatch
+import argparse  # noqa: E402
+import difflib  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import rclpy  # noqa: E402
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+from rcl_interfaces.msg import SetParametersResult  # noqa: E402
+from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from rclpy.time import Time  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from mtshare_ros.ros import params  # noqa: E402
+from mtshare_ros.ros.conversions import camera_model, image_to_rgb  # noqa: E402
+from mtshare_ros.ros.publish import OutputPublishers  # noqa: E402
+from mtshare_ros.ros.resources import use_fastdds_profile  # noqa: E402
+from mtshare_ros.runtime.budget import LatencyBudget  # noqa: E402
+from mtshare_ros.runtime.cpu import StarvationWatch, choose_threads  # noqa: E402
+from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap  # noqa: E402
+from mtshare_ros.runtime.latest_frame import LatestFramesWorker  # noqa: E402
+from mtshare_ros.runtime.pipeline import CameraPipeline, Job, infer_together  # noqa: E402
+from mtshare_ros.runtime.predictor import Predictor  # noqa: E402
+from mtshare_ros.runtime.rates import RollingStats  # noqa: E402
+from mtshare_ros.runtime.settings import FrameSettings  # noqa: E402
 
 NODE_NAME = "mtshare"
+DELAY_FILE_ENV = "MTSHARE_TEST_DELAY_FILE"
+"""Test hook (documented, off unless set): a file holding milliseconds the worker sleeps before each inference pass,
+read every pass: a real slow frame, to test the latency budget. Nothing reads it when the variable is unset."""
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
 
@@ -59,33 +70,55 @@ class Frame:
     received: float
 
 
+def _topic(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+class Camera:
+    """One camera of the node: its subscriptions, publishers, pipeline (stream watch, camera_info, temporal cache,
+    output buffers), statistics and the last problem it had. Nothing of it is shared with another camera."""
+
+    def __init__(self, name: str, pipeline: CameraPipeline, outputs: OutputPublishers) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self.outputs = outputs
+        self.stats = RollingStats()
+        self.subs: list = []
+        self.image_topic = _topic(name, "image")
+        self.info_topic = _topic(name, "camera_info")
+        self.bad_frames = 0
+        self.frames_lost = 0
+        self.last_error = ""
+        self.last_stats: dict[str, float] = {}
+        self.heap = HeapTrimmer()  # freed memory back to the OS after this camera's configuration changes
+        self.budget = LatencyBudget()
+        self.skipped = 0  # frames left out by the budget's frame-rate step
+
+
 class MtshareNode(LifecycleNode):
-    """Lifecycle node around ``runtime.predictor.Predictor``."""
+    """Lifecycle node around ``runtime.predictor.Predictor``, serving the cameras of parameter ``cameras``."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         params.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.settings: FrameSettings = params.frame_settings(self._parameter_values())
-        self.stream = StreamWatch(self.get_parameter("temporal.max_stamp_gap").value)
-        self._reset_requested = False
         self._reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self.predictor: Predictor | None = None
-        self.worker: LatestFrameWorker[Frame] | None = None
-        self.stats = RollingStats()
-        self.bad_frames = 0
-        self.frames_lost = 0
-        self._last_error = ""
-        self._last_stats: dict[str, float] = {}
-        self._camera: CameraModel | None = None
+        self.worker: LatestFramesWorker[Frame] | None = None
+        self.cameras: dict[str, Camera] = {}
         self._warned: set[str] = set()
-        self._camera_lock = threading.Lock()
-        self.outputs: OutputPublishers | None = None
-        self._buffers = OutputBuffers()  # the outputs' memory, reused frame after frame by the worker
-        self._heap = HeapTrimmer()  # freed memory back to the OS: resident memory stays flat
-        self._subs: list = []
         self._diag_pub = None
         self._diag_timer = None
+        self._threads, self._threads_reason = torch.get_num_threads(), ""
+        self.starvation = StarvationWatch(self._threads)
+        delay = os.environ.get(DELAY_FILE_ENV)
+        self._delay_file = Path(delay) if delay else None
+
+    @property
+    def outputs(self) -> OutputPublishers | None:
+        """The first camera's publishers (the only camera's, with the default ``cameras``)."""
+        return next(iter(self.cameras.values())).outputs if self.cameras else None
 
     # ----------------------------------------------------------------- parameters
     def _parameter_values(self) -> dict:
@@ -118,12 +151,14 @@ class MtshareNode(LifecycleNode):
         self.settings = settings  # one reference swap: the worker reads it once per frame
         for p in changed:
             if p.name == "temporal.max_stamp_gap":
-                self.stream.max_gap = p.value
+                for cam in self.cameras.values():
+                    cam.pipeline.stream.max_gap = p.value
         return SetParametersResult(successful=True)
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """``~/reset``: the next frame is a keyframe (taken by the worker between frames)."""
-        self._reset_requested = True
+        """``~/reset``: the next frame of every camera is a keyframe (taken by the worker between frames)."""
+        for cam in self.cameras.values():
+            cam.pipeline.request_reset()
         response.success = True
         response.message = "temporal cache reset: the next frame is a keyframe"
         return response
@@ -137,46 +172,65 @@ class MtshareNode(LifecycleNode):
 
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        names = list(self.get_parameter("cameras").value)
         try:
+            reason = params.check_cameras(names)
+            if reason:
+                raise ValueError(reason)
+            self._threads, self._threads_reason = choose_threads(self.get_parameter("threads").value)
+            torch.set_num_threads(self._threads)
+            self.starvation = StarvationWatch(self._threads)
             self.predictor = Predictor(self.get_parameter("checkpoint").value, self.get_parameter("device").value)
             reason = self.predictor.check(self.settings)
             if reason:
                 raise ValueError(reason)
-        except Exception as exc:  # bad checkpoint, device, tasks: stay unconfigured and say why
+        except Exception as exc:  # bad cameras, checkpoint, device, tasks: stay unconfigured and say why
             self.get_logger().error(f"configure failed: {exc}")
             self.predictor = None
             return TransitionCallbackReturn.FAILURE
-        self.outputs = OutputPublishers(self, self._qos("output"))
+        gap = self.get_parameter("temporal.max_stamp_gap").value
+        qos = self._qos("output")
+        self.cameras = {n: Camera(n, CameraPipeline(self.predictor, n, gap, self._warn_once),
+                                  OutputPublishers(self, qos, n)) for n in names}
         self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         loaded = self.predictor.loaded
         self.get_logger().info(
             f"configured: device {self.predictor.device}, tasks {list(self.settings.tasks)}, "
             f"input {loaded.cfg.img_size}, provenance {loaded.meta.get('provenance', {}).get('command', 'n/a')}, "
-            f"sharing: {loaded.sharing_source}"
+            f"sharing: {loaded.sharing_source}, {self._threads_reason}, OMP_WAIT_POLICY={OMP_WAIT_POLICY or 'unset'}"
+            + (f", cameras {names}" if names != [""] else "")
         )
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.predictor is not None
         self.predictor.restore()
-        self.worker = LatestFrameWorker(self._process, self._on_frame_error)
+        self.worker = LatestFramesWorker(self._process, self._on_frame_error)
         self.worker.start()
         qos = self._qos("input")
-        events = SubscriptionEventCallbacks(message_lost=self._on_frames_lost)
-        if self.get_parameter("input_transport").value == "compressed":
-            self._subs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
-                                                       event_callbacks=events))
-        else:
-            self._subs.append(self.create_subscription(Image, "image", self._on_image, qos, event_callbacks=events))
-        self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos))
+        compressed = self.get_parameter("input_transport").value == "compressed"
+        for cam in self.cameras.values():
+            events = SubscriptionEventCallbacks(message_lost=lambda info, c=cam: self._on_frames_lost(c, info))
+            on_image = lambda msg, c=cam: self._on_image(c, msg)  # noqa: E731
+            if compressed:
+                sub = self.create_subscription(CompressedImage, _topic(cam.name, "image/compressed"), on_image, qos,
+                                               event_callbacks=events)
+            else:
+                sub = self.create_subscription(Image, _topic(cam.name, "image"), on_image, qos,
+                                               event_callbacks=events)
+            info = self.create_subscription(CameraInfo, _topic(cam.name, "camera_info"),
+                                            lambda msg, c=cam: self._on_camera_info(c, msg), qos)
+            cam.subs = [sub, info]
+            cam.image_topic, cam.info_topic = sub.topic_name, info.topic_name
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics)
-        self.get_logger().info(f"active: listening on {self._subs[0].topic_name}")
+        self.get_logger().info(f"active: listening on {', '.join(c.image_topic for c in self.cameras.values())}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
+        for cam in self.cameras.values():
+            for sub in cam.subs:
+                self.destroy_subscription(sub)
+            cam.subs = []
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -184,16 +238,17 @@ class MtshareNode(LifecycleNode):
             self.worker.stop()
         if self.predictor is not None:
             self.predictor.release()
-        self._buffers.release()
+        for cam in self.cameras.values():
+            cam.pipeline.buffers.release()
         trim_heap()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.outputs is not None:
-            self.outputs.destroy()
+        for cam in self.cameras.values():
+            cam.outputs.destroy()
         if self._diag_pub is not None:
             self.destroy_lifecycle_publisher(self._diag_pub)
-        self.outputs, self._diag_pub, self.predictor = None, None, None
+        self.cameras, self._diag_pub, self.predictor = {}, None, None
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -202,129 +257,194 @@ class MtshareNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     # ----------------------------------------------------------------- a frame, callback to publish
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, cam: Camera, msg: CameraInfo) -> None:
         """Keep the latest usable camera model; a bad one is dropped (points and scaled_camera_info stop until a
         good one arrives) with one warning per cause."""
-        camera = camera_model(msg)
-        problem = camera_problem(camera)
-        if problem:
-            self._warn_once(f"camera_info on {self._subs[-1].topic_name}: {problem}; points and scaled_camera_info "
-                            "are not published until a valid one arrives", problem.split(" ")[0])
-            camera = None
-        with self._camera_lock:
-            self._camera = camera
+        cam.pipeline.set_camera(camera_model(msg), cam.info_topic)
 
     def _warn_once(self, text: str, cause: str) -> None:
         if cause not in self._warned:
             self._warned.add(cause)
             self.get_logger().warning(text)
 
-    def _on_frames_lost(self, info) -> None:
+    def _on_frames_lost(self, cam: Camera, info) -> None:
         """DDS reports frames that never arrived: most often frames larger than the transport can carry."""
-        self.frames_lost = int(info.total_count)
+        cam.frames_lost = int(info.total_count)
         self._warn_once(
-            f"frames on {self._subs[0].topic_name} are lost in transport ({info.total_count} so far): a frame larger "
+            f"frames on {cam.image_topic} are lost in transport ({info.total_count} so far): a frame larger "
             "than the Fast DDS shared-memory segment cannot be received; raise segment_size in the profile "
-            "FASTDDS_DEFAULT_PROFILES_FILE names (config/fastdds_shm.xml: 128 MiB, frames up to ~60 MiB)", "lost")
+            "FASTDDS_DEFAULT_PROFILES_FILE names (config/fastdds_shm.xml: 128 MiB, frames up to ~60 MiB)",
+            f"lost {cam.name}")
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, cam: Camera, msg: Image | CompressedImage) -> None:
         if self.worker is not None:
-            self.worker.submit(Frame(msg, time.monotonic()))
+            self.worker.submit(cam.name, Frame(msg, time.monotonic()))
 
-    def _process(self, frame: Frame) -> None:
-        """Worker thread: decode, infer, assemble the outputs, publish. Bad frames are reported, never published."""
-        assert self.predictor is not None and self.outputs is not None
-        settings = self.settings  # this frame's settings, whole
-        msg = frame.msg
-        t0 = time.perf_counter()
+    def _process(self, batch: dict[str, Frame]) -> list[str]:
+        """Worker thread: every camera's waiting frame, decoded, checked, inferred together (``runtime/pipeline``),
+        published per camera. Bad frames are reported against their own topic, never published; returns the
+        cameras whose frame failed."""
+        assert self.predictor is not None
+        settings = self.settings  # this batch's settings, whole
+        budget_ms = self.get_parameter("latency_budget_ms").value
+        jobs, started, failed, job_settings = [], {}, [], []
+        for name, frame in batch.items():
+            cam = self.cameras[name]
+            if budget_ms > 0 and not cam.budget.take():  # the budget's frame-rate step
+                cam.skipped += 1
+                continue
+            t0 = time.perf_counter()
+            rgb, error = cam.pipeline.decode(lambda m=frame.msg: image_to_rgb(m))
+            if rgb is None:
+                cam.bad_frames += 1
+                cam.last_error = error
+                self.get_logger().warning(f"skipping frame on {cam.image_topic}: {error}", throttle_duration_sec=5.0)
+                continue
+            header = frame.msg.header
+            why = cam.pipeline.observe(header.stamp.sec + header.stamp.nanosec * 1e-9, header.frame_id,
+                                       rgb.shape[:2])
+            if why and settings.temporal.enabled:
+                self.get_logger().info(f"new stream ({why}): keyframe (frame on {cam.image_topic})")
+            cam.pipeline.check_size(rgb.shape[:2], cam.image_topic)
+            jobs.append(Job(cam.pipeline, rgb, cam.budget.wanted(cam.outputs.wanted()), cam.pipeline.camera))
+            job_settings.append(cam.budget.settings(settings))
+            started[name] = (t0, time.perf_counter())
+        self._injected_delay()
+        self.get_logger().debug(f"pass of {len(jobs)} frame(s) from {sorted(batch)}")
+        self.starvation.begin()
+        results = self._infer(jobs, job_settings)
+        self.starvation.end()
+        for job, result, frame_settings in zip(jobs, results, job_settings, strict=True):
+            cam = self.cameras[job.pipeline.name]
+            if result is None:
+                failed.append(cam.name)
+                continue
+            latency = self._publish(cam, batch[cam.name], result, started[cam.name], frame_settings, job.wanted)
+            if latency is not None:
+                cam.budget.observe(latency, budget_ms)
+        return failed
+
+    def _infer(self, jobs: list[Job], job_settings: list[FrameSettings]) -> list:
+        """Each group of jobs with one settings value through ``infer_together``; a group that fails runs frame by
+        frame, so that a failure is its own camera's (None in its place)."""
+        results: list = [None] * len(jobs)
+        groups: list[tuple[FrameSettings, list[int]]] = []
+        for i, st in enumerate(job_settings):
+            for gs, idx in groups:
+                if gs == st:
+                    idx.append(i)
+                    break
+            else:
+                groups.append((st, [i]))
+        for st, idx in groups:
+            try:
+                for i, r in zip(idx, infer_together([jobs[i] for i in idx], st), strict=True):
+                    results[i] = r
+            except Exception as exc:  # reported, then each frame alone: a failure that is one camera's stays its own
+                self.get_logger().warning(f"a pass of {len(idx)} frames failed ({type(exc).__name__}: {exc}); "
+                                          "running them one by one", throttle_duration_sec=5.0)
+                for i in idx:
+                    try:
+                        results[i] = jobs[i].pipeline.infer(jobs[i].rgb, st, jobs[i].wanted, jobs[i].camera)
+                    except Exception as exc:
+                        self._on_frame_error(jobs[i].pipeline.name, exc)
+        return results
+
+    def _injected_delay(self) -> None:
+        """The test hook of ``DELAY_FILE_ENV``: sleep what the file says (a slow frame), when it is set."""
+        if self._delay_file is None:
+            return
         try:
-            rgb = image_to_rgb(msg)
-        except FrameError as exc:
-            self.bad_frames += 1
-            self._last_error = str(exc)
-            self.get_logger().warning(f"skipping frame: {exc}", throttle_duration_sec=5.0)
+            ms = float(self._delay_file.read_text().strip() or 0)
+        except (OSError, ValueError):
             return
-        self._check_stream(msg.header, rgb.shape[:2])
-        t1 = time.perf_counter()
-        with self._camera_lock:
-            camera = self._camera
-        if camera is not None and camera.width and (camera.height, camera.width) != rgb.shape[:2]:
-            self._warn_once(f"camera_info describes {camera.width}x{camera.height} images but frames on "
-                            f"{self._subs[0].topic_name} are {rgb.shape[1]}x{rgb.shape[0]}: intrinsics are "
-                            "rescaled by the camera_info's own size", f"size {camera.width}x{camera.height}")
-        full = rgb if settings.output_size == "input" else None
-        wanted = self.outputs.wanted()
-        try:  # every step that allocates on the device: inference, then colours and points
-            pred = self.predictor.predict(rgb, settings)
-            t2 = time.perf_counter()
-            outputs = assemble_outputs(pred, len(self.predictor.class_names), wanted, camera, full,
-                                       self._buffers)  # turned into messages (copies) before the next frame
-        except OutOfMemory as exc:
-            self._out_of_memory(exc)
-            return
-        self._last_stats = pred.stats
-        messages = self.outputs.to_messages(outputs, msg.header)
+        if ms > 0:
+            time.sleep(ms / 1e3)
+
+    def _publish(self, cam: Camera, frame: Frame, result, times: tuple[float, float], settings: FrameSettings,
+                 wanted) -> float | None:
+        """Publish one camera's outputs and record its timings; returns the frame's latency (ms), None when it
+        had no outputs."""
+        if result.status == "out_of_memory":
+            self._out_of_memory(cam, result.error)
+            return None
+        t0, t1 = times
+        t2 = time.perf_counter()
+        pred = result.prediction
+        cam.last_stats = pred.stats
+        messages = cam.outputs.to_messages(result.outputs, frame.msg.header)
         t3 = time.perf_counter()
-        self.outputs.publish(messages)
+        cam.outputs.publish(messages)
         t4 = time.perf_counter()
-        stamp_age = (self.get_clock().now() - Time.from_msg(msg.header.stamp)).nanoseconds * 1e-6
-        self.stats.add(
+        stamp_age = (self.get_clock().now() - Time.from_msg(frame.msg.header.stamp)).nanoseconds * 1e-6
+        inference = result.timings_ms.get("inference", 0.0) + result.timings_ms.get("outputs", 0.0)
+        cam.stats.add(
             decode=(t1 - t0) * 1e3,
-            inference=(t2 - t1) * 1e3,
+            inference=inference,
             convert=(t3 - t2) * 1e3,
             publish=(t4 - t3) * 1e3,
             ros_overhead=((t1 - t0) + (t4 - t2)) * 1e3,
             latency=stamp_age,
             queue=(time.monotonic() - frame.received) * 1e3 - (t4 - t0) * 1e3,
         )
-        self.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
-        self._heap.after_frame((rgb.shape, pred.size, settings, frozenset(wanted)))
+        cam.stats.add_value(keyframe=pred.stats.get("keyframe", 1.0))
+        cam.heap.after_frame((result.rgb.shape, pred.size, settings, frozenset(wanted)))
+        return stamp_age
 
-    def _out_of_memory(self, exc: OutOfMemory) -> None:
+    def _out_of_memory(self, cam: Camera, error: str) -> None:
         """A frame the device had no memory for: skipped (counted as rejected), and everything kept between
         frames released (the step that failed released its own part already), so the next frame may fit."""
+        for other in self.cameras.values():
+            other.pipeline.buffers.release()
         self.predictor.release_caches()
-        self._buffers.release()
-        self.bad_frames += 1
-        self._last_error = str(exc).splitlines()[0]
-        self.get_logger().warning(f"frame skipped, caches released: {self._last_error}", throttle_duration_sec=5.0)
+        cam.bad_frames += 1
+        cam.last_error = error
+        self.get_logger().warning(f"frame skipped, caches released: {error} (frame on {cam.image_topic})",
+                                  throttle_duration_sec=5.0)
 
-    def _on_frame_error(self, exc: BaseException) -> None:
+    def _on_frame_error(self, name: str, exc: BaseException) -> None:
         """A frame that failed: the cause in one line through the node's logger (throttled), the traceback at
         debug level; the worker goes on with the next frame."""
-        self._last_error = f"{type(exc).__name__}: {exc}"
-        self.get_logger().error(f"frame failed: {self._last_error}", throttle_duration_sec=5.0)
+        cam = self.cameras.get(name)
+        if cam is not None:
+            cam.last_error = f"{type(exc).__name__}: {exc}"
+        where = f" on {cam.image_topic}" if cam is not None and len(self.cameras) > 1 else ""
+        self.get_logger().error(f"frame failed{where}: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
         self.get_logger().debug("".join(traceback.format_exception(exc)))
 
-    def _check_stream(self, header, size: tuple[int, int]) -> None:
-        """A reset request, or a frame that breaks the stream (stamp back or gap, frame_id, size): keyframe."""
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        reason = self.stream.observe(stamp, header.frame_id, size)
-        if self._reset_requested:
-            self._reset_requested, reason = False, reason or "~/reset"
-        if reason:
-            self.predictor.reset_stream()
-            if self.settings.temporal.enabled:
-                self.get_logger().info(f"new stream ({reason}): keyframe")
-
-    def _publish_diagnostics(self) -> None:
-        if self._diag_pub is None or self.worker is None:
-            return
-        w, s = self.worker, self.stats
+    def _camera_status(self, cam: Camera) -> DiagnosticStatus:
+        c, s = self.worker.count(cam.name), cam.stats
         values = {
             "fps": f"{s.fps():.2f}",
-            "frames_received": str(w.submitted),
-            "frames_processed": str(w.processed),
-            "frames_dropped": str(w.dropped),
-            "frames_rejected": str(self.bad_frames),
-            "frames_failed": str(w.failed),
-            "frames_lost_in_transport": str(self.frames_lost),
+            "frames_received": str(c.submitted),
+            "frames_processed": str(c.processed),
+            "frames_dropped": str(c.dropped),
+            "frames_rejected": str(cam.bad_frames),
+            "frames_failed": str(c.failed),
+            "frames_lost_in_transport": str(cam.frames_lost),
             "tasks": ",".join(self.settings.tasks),
             "device": str(self.predictor.device) if self.predictor else "",
         }
-        values.update({k: f"{v:.3f}" for k, v in self._last_stats.items()})
-        if self.settings.temporal.enabled and self.predictor is not None:
-            cache = self.predictor.temporal_cache
+        if cam.name:
+            values["camera"], values["image_topic"] = cam.name, cam.image_topic
+        budget_ms = self.get_parameter("latency_budget_ms").value
+        if budget_ms > 0 or cam.budget.level:
+            st = cam.budget.settings(self.settings)
+            values["latency_budget_ms"] = f"{budget_ms:.1f}"
+            values["budget_level"] = str(cam.budget.level)
+            values["budget_state"] = cam.budget.describe_level()
+            values["budget_last_change"] = cam.budget.reason
+            values["budget_sharing_max_token_fraction"] = f"{st.sharing.max_token_fraction:.3f}"
+            values["budget_temporal_max_token_fraction"] = f"{st.temporal.max_token_fraction:.3f}"
+            values["frames_skipped_by_budget"] = str(cam.skipped)
+        values["threads"] = str(self._threads)
+        values["threads_choice"] = self._threads_reason
+        values["omp_wait_policy"] = OMP_WAIT_POLICY or "unset"
+        values["cpu_share"] = f"{self.starvation.share():.2f}"
+        values["starved"] = str(self.starvation.starved()).lower()
+        values.update({k: f"{v:.3f}" for k, v in cam.last_stats.items()})
+        if self.settings.temporal.enabled:
+            cache = cam.pipeline.cache
             values["keyframe_rate"] = f"{s.mean('keyframe'):.3f}"
             values["temporal_keyframes"], values["temporal_frames"] = str(cache.keyframes), str(cache.frames)
         for name in s.names():
@@ -332,16 +452,27 @@ class MtshareNode(LifecycleNode):
             values[f"{name}_ms_p95"] = f"{s.percentile(name, 95):.2f}"
         level = DiagnosticStatus.OK
         message = "running"
-        if self.bad_frames and self._last_error:
-            level, message = DiagnosticStatus.WARN, f"rejected frames; last: {self._last_error}"
-        status = DiagnosticStatus(
+        if cam.bad_frames and cam.last_error:
+            level, message = DiagnosticStatus.WARN, f"rejected frames; last: {cam.last_error}"
+        elif self.starvation.starved():
+            level, message = DiagnosticStatus.WARN, (
+                f"inference starved: the process got {self.starvation.share():.0%} of the CPU its "
+                f"{self._threads} thread(s) could use (other processes hold the cores)")
+        elif cam.budget.level:
+            level, message = DiagnosticStatus.WARN, f"latency budget: {cam.budget.reason}"
+        suffix = f" {cam.name}" if cam.name else ""
+        return DiagnosticStatus(
             level=level,
-            name=f"{self.get_fully_qualified_name()}: inference",
+            name=f"{self.get_fully_qualified_name()}: inference{suffix}",
             message=message,
             hardware_id=values["device"],
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
-        arr = DiagnosticArray(status=[status])
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None or self.worker is None:
+            return
+        arr = DiagnosticArray(status=[self._camera_status(cam) for cam in self.cameras.values()])
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
 

@@ -9,6 +9,7 @@ or can change at run time. Defaults of run-time settings come from ``runtime/set
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings, TemporalSettings
+from mtshare_ros.tasks import task_names
 
 RELIABILITIES = ("reliable", "best_effort")
 _FRAME = FrameSettings()
@@ -51,8 +53,19 @@ PARAMS: tuple[ParamSpec, ...] = (
               "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
               "head per task.", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
+    ParamSpec("cameras", list, [""], "Camera names: for each name N the node subscribes N/image (N/image/compressed) "
+              "and N/camera_info and publishes N/segmentation, N/depth, ... ; [''] (the default) is one camera with "
+              "the node's own topic names. Frames of cameras waiting together go through one pass. Checked at "
+              "configure: names unique, each a relative ROS name (letters, digits, _ and /).", True),
+    ParamSpec("threads", str, "auto", "Inference threads: 'auto' (chosen at configure from the cores this process "
+              "may use and the OpenMP wait policy; see README) or a number as a string, e.g. '2'.", True),
+    ParamSpec("latency_budget_ms", float, 0.0, "Per-camera p95 latency the node holds by adapting what it spends: "
+              "token caps of task and temporal sharing first, then the colour and point outputs, then the camera's "
+              "frame rate; 0 = off. Changeable at run time; /diagnostics says what changed and why.",
+              range=(0.0, 60000.0)),
     ParamSpec("tasks", list, list(_FRAME.tasks),
-              f"Enabled tasks (subset of {', '.join(ALL_TASKS)}); changeable at run time."),
+              f"Enabled tasks (subset of {', '.join(ALL_TASKS)} and any task registered through "
+              "MTSHARE_TASK_MODULES); changeable at run time."),
     ParamSpec("input_transport", str, "raw",
               "'raw' subscribes to 'image' (sensor_msgs/Image), 'compressed' to 'image/compressed'.", True,
               choices=("raw", "compressed")),
@@ -97,6 +110,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal.keyframe_interval", int, _TEMPORAL.keyframe_interval,
               "Frames between keyframes (a keyframe computes the frame in full and bounds drift). Keyframes also "
               "come on scene cuts, stream breaks and ~/reset.", range=(1, 100000)),
+    ParamSpec("temporal.motion", str, _TEMPORAL.motion,
+              "Motion compensation of the reference buffers: 'image' estimates the image motion between frames "
+              "(phase correlation on a downscaled grey frame, ~1-2 ms) and moves the references by whole tokens "
+              "with it, so that content that only moved is not recomputed; 'off' compares tokens at fixed grid "
+              "positions.", choices=("image", "off")),
+    ParamSpec("temporal.max_drift", float, _TEMPORAL.max_drift,
+              "Keyframe when the measured drift (mean relative change of the tokens reusing their references, "
+              "over tokens and blocks) exceeds this; keyframe_interval stays the upper bound.", range=(0.0, 10.0)),
     ParamSpec("temporal.max_stamp_gap", float, 0.5,
               "Seconds between input stamps above which the stream counts as broken (next frame: a keyframe); a "
               "stamp going backwards, another frame_id or image size break it too.", range=(0.0, 3600.0)),
@@ -131,15 +152,38 @@ def check(name: str, value: Any) -> str:
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {list(spec.choices)}, got {value!r}"
     if name == "tasks":
-        unknown = [t for t in value if t not in ALL_TASKS]
+        unknown = [t for t in value if t not in task_names()]
         if not value or unknown:
-            return f"tasks must be a non-empty subset of {list(ALL_TASKS)}; got {list(value)}"
+            return f"tasks must be a non-empty subset of {list(task_names())}; got {list(value)}"
         if len(set(value)) != len(value):
             return f"tasks lists a task twice: {list(value)}"
     if name.startswith("sharing.") and name.endswith("_threshold") and value != -1.0 and value < 0:
         return f"{name} must be -1 (use sharing.threshold) or in [0, 1], got {value}"
+    if name == "threads" and not (value == "auto" or (str(value).isdigit() and 0 < int(value) <= 1024)):
+        return f"threads must be 'auto' or a positive number such as '2', got {value!r}"
     if name == "device" and not (value in ("auto", "cpu", "cuda") or str(value).startswith("cuda:")):
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    return ""
+
+
+CAMERA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def check_cameras(names: list[str]) -> str:
+    """'' when ``cameras`` can name topics, else why not: unique, relative ROS names; '' (the node's own topics)
+    only alone."""
+    names = list(names)
+    if not names:
+        return "cameras must name at least one camera ([''] is the node's own topics)"
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        return f"cameras lists {dup} more than once: each camera needs its own topics"
+    if "" in names and len(names) > 1:
+        return f"cameras {names}: '' (the node's own topic names) cannot be combined with named cameras"
+    bad = [n for n in names if n and not CAMERA_NAME.match(n)]
+    if bad:
+        return (f"cameras {bad}: not a relative ROS name (letters, digits and _, parts separated by /, not starting "
+                "with a digit or /)")
     return ""
 
 
@@ -157,6 +201,8 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         threshold=float(values["temporal.threshold"]),
         max_token_fraction=float(values["temporal.max_token_fraction"]),
         keyframe_interval=int(values["temporal.keyframe_interval"]),
+        motion=str(values["temporal.motion"]),
+        max_drift=float(values["temporal.max_drift"]),
     )
     return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
                          int(values["max_output_width"]), str(values["output_size"]), sharing, temporal)

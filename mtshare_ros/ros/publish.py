@@ -16,17 +16,34 @@ from std_msgs.msg import Header
 
 from mtshare_ros.ros.conversions import array_to_image, camera_info, points_to_cloud
 from mtshare_ros.runtime.camera import CameraModel
-from mtshare_ros.runtime.outputs import OUTPUT_NAMES
+from mtshare_ros.runtime.outputs import output_names
+from mtshare_ros.tasks import BUILTIN_TASKS, task_spec
 
-OUTPUT_TYPES = {**{n: Image for n in OUTPUT_NAMES}, "points": PointCloud2, "scaled_camera_info": CameraInfo}
+GEOMETRY_TYPES = {"points": PointCloud2, "scaled_camera_info": CameraInfo}
+
+
+def output_type(name: str):
+    """The message type of output ``name``: an Image for every task map and colour image."""
+    return GEOMETRY_TYPES.get(name, Image)
+
+
+def output_types(tasks=None) -> dict[str, type]:
+    """Output name -> message type, for ``tasks`` (default: every registered task)."""
+    return {name: output_type(name) for name in output_names(tasks)}
+
+
+OUTPUT_TYPES = output_types(BUILTIN_TASKS)
+"""The built-in tasks' outputs and their message types."""
 
 
 class OutputPublishers:
     """Lifecycle publishers of every output of a node (created on configure, destroyed on cleanup)."""
 
-    def __init__(self, node: Any, qos: QoSProfile) -> None:
+    def __init__(self, node: Any, qos: QoSProfile, prefix: str = "") -> None:
+        """``prefix``: the camera's namespace (``front`` publishes ``front/depth``, ...); '' for the node's own."""
         self._node = node
-        self._pubs = {name: node.create_lifecycle_publisher(OUTPUT_TYPES[name], name, qos) for name in OUTPUT_NAMES}
+        self._pubs = {name: node.create_lifecycle_publisher(output_type(name), f"{prefix}/{name}" if prefix else name,
+                                                            qos) for name in output_names()}
 
     def __getitem__(self, name: str):
         return self._pubs[name]
@@ -44,8 +61,10 @@ class OutputPublishers:
                 msgs[name] = points_to_cloud(value, header)
             elif name == "scaled_camera_info":
                 msgs[name] = camera_info(value, header)
+            elif name.endswith("/color"):
+                msgs[name] = array_to_image(value, header, "rgb8")
             else:
-                msgs[name] = array_to_image(value, header)
+                msgs[name] = array_to_image(value, header, task_spec(name).encoding)
         return msgs
 
     def publish(self, messages: dict[str, Any]) -> None:

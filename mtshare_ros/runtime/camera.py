@@ -61,3 +61,12 @@ def scale_camera(camera: CameraModel, size: tuple[int, int], fallback: tuple[flo
     p[0, 3] *= sx
     p[1, 3] *= sy
     return replace(camera, k=scale_intrinsics(camera.k, sx, sy), p=p, height=h, width=w)
+
+
+def focal_of(camera: CameraModel | None, width: int) -> float | None:
+    """The camera's horizontal focal length in pixels of a frame ``width`` wide (the camera_info may describe
+    another resolution than the frames), None without a usable camera model: what the predictor makes depth
+    metric with (models/focal.py)."""
+    if camera is None or not camera.width or camera.k[0, 0] <= 0:
+        return None
+    return float(camera.k[0, 0]) * width / camera.width

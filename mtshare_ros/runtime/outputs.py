@@ -11,22 +11,32 @@ the CPU would cost more than the inference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 import numpy as np
 import torch
 
 from mtshare_ros.runtime.buffers import OutputBuffers
 from mtshare_ros.runtime.camera import CameraModel, scale_camera
-from mtshare_ros.runtime.colorize import colorize_depth, colorize_normals, colorize_segmentation
 from mtshare_ros.runtime.pointcloud import POINT_FLOATS, as_points, depth_to_points
 from mtshare_ros.runtime.predictor import OutOfMemory, Prediction
 from mtshare_ros.runtime.upsample import at_input_resolution
+from mtshare_ros.tasks import BUILTIN_TASKS, task_names, task_spec
 
-RAW_OUTPUTS = ("segmentation", "depth", "normals")
-COLOUR_OUTPUTS = ("segmentation/color", "depth/color", "normals/color")
-OUTPUT_NAMES = RAW_OUTPUTS + COLOUR_OUTPUTS + ("points", "scaled_camera_info")
-"""Every output, by its topic name relative to the node's namespace."""
+GEOMETRY_OUTPUTS = ("points", "scaled_camera_info")
+
+
+def output_names(tasks: Collection[str] | None = None) -> tuple[str, ...]:
+    """Every output of ``tasks`` (default: every registered task), by topic name relative to the node's (or its
+    camera's) namespace: each task's map and its ``/color``, then ``points`` and ``scaled_camera_info``."""
+    tasks = task_names() if tasks is None else tuple(tasks)
+    return (*tasks, *(f"{t}/color" for t in tasks), *GEOMETRY_OUTPUTS)
+
+
+RAW_OUTPUTS = BUILTIN_TASKS
+COLOUR_OUTPUTS = tuple(f"{t}/color" for t in BUILTIN_TASKS)
+OUTPUT_NAMES = output_names(BUILTIN_TASKS)
+"""The built-in tasks' outputs (``output_names()`` has those of every registered task)."""
 
 
 def assemble_outputs(
@@ -59,27 +69,20 @@ def _assemble(
 ) -> dict[str, np.ndarray | CameraModel]:
     if rgb is not None:
         pred = at_input_resolution(pred, rgb)
-    colour: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-        "segmentation": lambda a, o: colorize_segmentation(a, num_classes, o),
-        "depth": lambda a, o: colorize_depth(a, None, o),
-        "normals": colorize_normals,
-    }
     out: dict[str, np.ndarray | CameraModel] = {}
-    for name in RAW_OUTPUTS:
-        tensor = getattr(pred, name)
-        if tensor is None:
-            continue
+    for name, tensor in pred.maps.items():
         out[name] = buffers.to_host(name, tensor)
         key = f"{name}/color"
         if key in wanted:
             h, w = tensor.shape[:2]
             work = buffers.device(key, (h, w, 3), torch.uint8, tensor.device)
-            out[key] = buffers.to_host(key, colour[name](tensor, work))
+            out[key] = buffers.to_host(key, task_spec(name).colour(tensor, work, num_classes=num_classes))
     if camera is not None:
         scaled = out["scaled_camera_info"] = scale_camera(camera, pred.size, pred.scale)
-        if pred.depth is not None and "points" in wanted:
-            work = buffers.device("points", (*pred.size, POINT_FLOATS), torch.float32, pred.depth.device)
-            cloud = depth_to_points(pred.depth, scaled.k, pred.image, pred.segmentation, work)
+        depth = pred.maps.get("depth")
+        if depth is not None and "points" in wanted:
+            work = buffers.device("points", (*pred.size, POINT_FLOATS), torch.float32, depth.device)
+            cloud = depth_to_points(depth, scaled.k, pred.image, pred.maps.get("segmentation"), work)
             out["points"] = as_points(buffers.to_host("points", cloud))
     buffers.end_frame()
     return out

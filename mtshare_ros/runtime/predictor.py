@@ -9,6 +9,7 @@ colours and points there and copies each output to the host once.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -17,10 +18,14 @@ import numpy as np
 import torch
 
 from mtshare_ros.models.device import select_device
+from mtshare_ros.models.focal import focal_at_input, metric_depth
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
+from mtshare_ros.tasks import task_spec
+
+log = logging.getLogger(__name__)
 
 
 def inference_size(
@@ -39,16 +44,6 @@ def inference_size(
     return h, w
 
 
-def _in_range(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """``depth`` with NaN outside [low, high] (invalid, REP 118), on its device. On the CPU through numpy: torch
-    runs an elementwise op of a frame's size on all its threads, and on a busy CPU that parallel region waits for
-    a second core (measured 1.3x slower on one thread, up to 100x on two while another process loads them)."""
-    if depth.device.type == "cpu":
-        d = depth.numpy()
-        return torch.from_numpy(np.where((d >= low) & (d <= high), d, np.float32(np.nan)))
-    return torch.where((depth >= low) & (depth <= high), depth, torch.nan)
-
-
 class OutOfMemory(RuntimeError):
     """The device ran out of memory on a frame; its caches were released, the next frame may fit."""
 
@@ -62,8 +57,9 @@ class OutOfMemory(RuntimeError):
 class Prediction:
     """Per-task outputs at the inference resolution, as tensors on the predictor's device (contiguous).
 
-    segmentation: (h, w) uint8 class ids; depth: (h, w) float32 metres, NaN where invalid;
-    normals: (h, w, 3) float32 unit vectors in the camera optical frame (x right, y down, z forward).
+    maps: task -> its published map (``TaskSpec.to_map``): segmentation (h, w) uint8 class ids; depth (h, w)
+    float32 metres, NaN where invalid; normals (h, w, 3) float32 unit vectors in the camera optical frame (x right,
+    y down, z forward); any registered task its own. Only the tasks that ran are present.
     image: the (h, w, 3) uint8 RGB input as the model saw it (resized), e.g. to colour a point cloud.
     stats: numbers for diagnostics (sharing on/off, executed GMACs, recomputed fractions).
     """
@@ -71,9 +67,7 @@ class Prediction:
     size: tuple[int, int]
     scale: tuple[float, float]  # (sx, sy) from input pixels to output pixels
     image: torch.Tensor | None = None
-    segmentation: torch.Tensor | None = None
-    depth: torch.Tensor | None = None
-    normals: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -96,8 +90,11 @@ class Predictor:
         self.models, self.shared = self.loaded.dense, self.loaded.shared
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
-        self.temporal_cache = TemporalCache()
-        self._temporal_on = False  # whether the last frame ran with temporal sharing (its switch-off frees memory)
+        self._streams: list[TemporalCache] = []  # every stream's temporal cache (released together)
+        self._temporal_on: dict[int, bool] = {}  # per stream: its last frame ran with temporal sharing
+        self.temporal_cache = self.new_stream()  # the stream of callers that have one camera
+        self._batch_cache: TemporalCache | None = None
+        self._warned_focal = False
         self.restore()
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -116,15 +113,22 @@ class Predictor:
     def _modules(self) -> list[torch.nn.Module]:
         return [self.models] + ([self.shared] if self.shared is not None else [])
 
-    def reset_stream(self) -> None:
-        """The camera stream restarted (or jumped): the next frame is a keyframe."""
-        self.temporal_cache.reset()
+    def new_stream(self) -> TemporalCache:
+        """A temporal cache for one more camera stream (pass it to ``predict``); released with the others."""
+        cache = TemporalCache()
+        self._streams.append(cache)
+        return cache
+
+    def reset_stream(self, cache: TemporalCache | None = None) -> None:
+        """The camera stream restarted (or jumped): its next frame is a keyframe."""
+        (cache or self.temporal_cache).reset()
 
     def release_caches(self) -> None:
         """Drop everything kept between frames that the next frame can rebuild: the temporal buffers (the next
         frame is a keyframe), the engine's fused weights, and CUDA's cached blocks. After an out-of-memory frame
         this is what gives the device room for the next one."""
-        self.temporal_cache.reset()
+        for cache in self._streams:
+            cache.reset()
         if self.shared is not None:
             self.shared.clear_caches()
         if self.device.type == "cuda":
@@ -154,21 +158,22 @@ class Predictor:
         x = image.permute(2, 0, 1)[None].float() / 255.0
         return (x - self._mean) / self._std, (w / w0, h / h0), image
 
-    def _run(self, x: torch.Tensor, settings: FrameSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def _run(self, x: torch.Tensor, settings: FrameSettings, cache: TemporalCache
+             ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
         s, temporal = settings.sharing, settings.temporal
-        if self._temporal_on and not temporal.enabled:
+        if self._temporal_on.get(id(cache)) and not temporal.enabled:
             # temporal sharing switched off: its buffers are stale, and go now with the weights fused for its
             # keyframes (also when a stream reset emptied the buffers first: the fused weights stay until here)
-            self.temporal_cache.reset()
+            cache.reset()
             if self.shared is not None:
                 self.shared.clear_caches()
-        self._temporal_on = temporal.enabled
+        self._temporal_on[id(cache)] = temporal.enabled
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
             return {task: self.models[task](x) for task in settings.tasks}, {"sharing": 0.0, "temporal": 0.0}
         thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
-        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=self.temporal_cache)
+        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache)
         stats = {
             "sharing": float(sharing),
             "temporal": float(temporal.enabled),
@@ -178,12 +183,24 @@ class Predictor:
             "macs_saved_fraction": st.macs_saved_fraction,
         }
         if temporal.enabled:
-            stats["temporal_cache_mb"] = self.temporal_cache.nbytes() / 2**20
+            stats["temporal_cache_mb"] = cache.nbytes() / 2**20
+            m = cache.motion
+            stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
+                          "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
         return outputs, stats
 
-    def predict(self, rgb: np.ndarray, settings: FrameSettings | None = None) -> Prediction:
-        """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame.
+    def predict(
+        self, rgb: np.ndarray, settings: FrameSettings | None = None, cache: TemporalCache | None = None,
+        fx: float | None = None,
+    ) -> Prediction:
+        """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame of the stream whose
+        temporal cache is ``cache`` (default: ``temporal_cache``, one stream's; ``new_stream`` makes another).
+
+        ``fx``: the camera's horizontal focal length in pixels of ``rgb`` (camera_info's: ``runtime/camera.py``
+        ``focal_of``). A checkpoint with a canonical focal length makes its depth metric with it
+        (models/focal.py); without it that checkpoint assumes its training data's nominal focal length and says
+        so once. Checkpoints without a canonical focal length predict metric depth and ignore ``fx``.
 
         Raises ``OutOfMemory`` when the device runs out of memory at any step of the frame (upload, inference,
         postprocessing), after ``release_caches``: the frame is lost, the predictor serves the next one."""
@@ -192,30 +209,97 @@ class Predictor:
         if reason:
             raise ValueError(reason)
         try:
-            return self._predict(rgb, settings)
+            return self._predict(rgb, settings, cache or self.temporal_cache, fx)
         except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the device has left
             reason = OutOfMemory.reason(exc)
         # released outside the handler: the exception's traceback holds the failed frame's tensors until it ends
         self.release_caches()
         raise OutOfMemory(f"{self.device} out of memory on a {rgb.shape[1]}x{rgb.shape[0]} frame: {reason}")
 
+    def predict_batch(self, rgbs: list[np.ndarray], settings: FrameSettings,
+                      fxs: list[float | None] | None = None) -> list[Prediction]:
+        """Frames of several cameras in one pass (what a node with several cameras runs when their frames wait
+        together). The frames must have one inference size (callers group them) and temporal sharing must be off
+        (a temporal frame depends on its own stream's cache: those go through ``predict``, one by one). The batch
+        runs the embedding, the base task, the heads and the independent models as batched tensors; task sharing
+        selects each frame's own tokens (``sharing/tokens.py``: a per-frame top-k, padded to one row count, the
+        padding computed and thrown away), so each frame's outputs are its single-frame outputs up to float
+        summation order. Stats are per frame (GMACs of the batch divided by its frames)."""
+        settings = settings or FrameSettings()
+        if settings.temporal.enabled:
+            raise ValueError("predict_batch runs without temporal sharing; temporal frames go through predict")
+        reason = self.check(settings)
+        if reason:
+            raise ValueError(reason)
+        try:
+            return self._predict_batch(rgbs, settings, fxs or [None] * len(rgbs))
+        except torch.cuda.OutOfMemoryError as exc:
+            reason = OutOfMemory.reason(exc)
+        self.release_caches()
+        raise OutOfMemory(f"{self.device} out of memory on a batch of {len(rgbs)} frames: {reason}")
+
     @torch.inference_mode()
-    def _predict(self, rgb: np.ndarray, settings: FrameSettings) -> Prediction:
+    def _predict_batch(self, rgbs: list[np.ndarray], settings: FrameSettings,
+                       fxs: list[float | None]) -> list[Prediction]:
         t0 = time.perf_counter()
-        x, scale, image = self.preprocess(rgb, settings.max_width)
+        parts = [self.preprocess(rgb, settings.max_width) for rgb in rgbs]
+        sizes = {tuple(x.shape[-2:]) for x, _, _ in parts}
+        if len(sizes) != 1:
+            raise ValueError(f"predict_batch needs one inference size, got {sorted(sizes)}")
+        x = torch.cat([p[0] for p in parts])
         t1 = time.perf_counter()
-        outputs, stats = self._run(x, settings)
+        if self._batch_cache is None:
+            self._batch_cache = self.new_stream()  # never filled: temporal sharing is off here
+        outputs, stats = self._run(x, settings, self._batch_cache)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, stats=stats)
-        if "segmentation" in settings.tasks:
-            # max().indices: the same labels as argmax, ~10x cheaper on CPU for (K, H, W) logits
-            pred.segmentation = outputs["segmentation"][0].max(0).indices.to(torch.uint8)
-        if "depth" in settings.tasks:
-            pred.depth = _in_range(outputs["depth"][0, 0].float(), settings.min_depth, settings.max_depth)
-        if "normals" in settings.tasks:
-            pred.normals = outputs["normals"][0].float().permute(1, 2, 0).contiguous()
+        b = len(rgbs)
+        for key in ("gmacs_executed", "gmacs_independent"):
+            if key in stats:
+                stats[key] /= b
+        preds = []
+        for i, (xi, scale, image) in enumerate(parts):
+            frame = {task: outputs[task][i] for task in settings.tasks}
+            if "depth" in frame:  # each camera's own focal length (``fx`` of ``predict``)
+                frame["depth"] = self._metric(frame["depth"], fxs[i], rgbs[i], xi)
+            maps = {task: task_spec(task).to_map(frame[task], settings) for task in settings.tasks}
+            preds.append(Prediction(size=tuple(xi.shape[-2:]), scale=scale, image=image, maps=maps,
+                                    stats={**stats, "batch": float(b)}))
+        t3 = time.perf_counter()
+        for p in preds:
+            p.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                            "postprocess": (t3 - t2) * 1e3}
+        return preds
+
+    def _metric(self, depth: torch.Tensor, fx: float | None, rgb: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+        """The depth output made metric with ``fx`` (models/focal.py); warns once when a canonical-focal model
+        gets no focal length (the nominal one is assumed)."""
+        if self.cfg.canonical_focal is None:
+            return depth
+        if fx is None or not fx > 0:
+            if not self._warned_focal:
+                log.warning("no camera focal length (camera_info): depth assumes the training data's nominal "
+                            "focal length, %.1f px at %d px wide; metric depth is off by the ratio of the true one",
+                            self.cfg.canonical_focal, self.cfg.img_size[1])
+                self._warned_focal = True
+            return depth
+        return metric_depth(depth, self.cfg.canonical_focal, focal_at_input(fx, rgb.shape[1], x.shape[-1]))
+
+    @torch.inference_mode()
+    def _predict(self, rgb: np.ndarray, settings: FrameSettings, cache: TemporalCache,
+                 fx: float | None = None) -> Prediction:
+        t0 = time.perf_counter()
+        x, scale, image = self.preprocess(rgb, settings.max_width)
+        t1 = time.perf_counter()
+        outputs, stats = self._run(x, settings, cache)
+        if "depth" in outputs:
+            outputs = {**outputs, "depth": self._metric(outputs["depth"], fx, rgb, x)}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        maps = {task: task_spec(task).to_map(outputs[task][0], settings) for task in settings.tasks}
+        pred = Prediction(size=tuple(x.shape[-2:]), scale=scale, image=image, maps=maps, stats=stats)
         t3 = time.perf_counter()
         pred.timings_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
         return pred

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from mtshare_ros.models.vit import TASK_CHANNELS
-from mtshare_ros.sharing.loader import BASE_TASK
 from mtshare_ros.sharing.temporal import TemporalSettings
+from mtshare_ros.tasks import BASE_TASK, BUILTIN_TASKS
 
 __all__ = ["ALL_TASKS", "SUB_TASKS", "FrameSettings", "SharingSettings", "TemporalSettings"]
 
-ALL_TASKS = tuple(TASK_CHANNELS)
+ALL_TASKS = BUILTIN_TASKS
+"""The default task list (the built-in tasks); ``tasks.task_names()`` has every registered one."""
 SUB_TASKS = tuple(t for t in ALL_TASKS if t != BASE_TASK)
 
 

@@ -51,7 +51,8 @@ many run. The per-task token counts are device tensors turned into numbers once,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -61,8 +62,9 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from mtshare_ros.models.vit import DenseViT
-from mtshare_ros.sharing import block_ops, cost
+from mtshare_ros.sharing import block_ops, cost, motion
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
+from mtshare_ros.sharing.motion import entering, shift_grid
 from mtshare_ros.sharing.run import EngineRun, LayerRun, RunStats, summarize
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.temporal import LayerCache, TemporalCache, TemporalSettings
@@ -120,6 +122,7 @@ class _TemporalStep:
     keyframe: bool
     budget: int
     first_change: torch.Tensor | None = None  # block 0's input against its references (B, N), for the scene cut
+    residual: list[torch.Tensor] = field(default_factory=list)  # per base block: the reused tokens' mean change
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -276,10 +279,12 @@ class SharedMultiTaskModel(nn.Module):
         offset: tuple[int, int] | None = None,
         temporal: TemporalSettings | None = None,
         cache: TemporalCache | None = None,
+        shift: tuple[float, float] | None = None,
     ) -> tuple[dict[str, torch.Tensor], RunStats]:
         """Run the base task and the sub-tasks ``tasks`` (default: all) on ImageNet-normalised images; returns the
         outputs and their ``RunStats`` (``run`` has the arguments)."""
-        result = self.run(x, thresholds, max_token_fraction, tasks, sync_free, offset, temporal=temporal, cache=cache)
+        result = self.run(x, thresholds, max_token_fraction, tasks, sync_free, offset, temporal=temporal, cache=cache,
+                          shift=shift)
         stats = self.summarize(result)
         if cache is not None and result.temporal:
             cache.add_deferred(stats.deferred_fraction)
@@ -300,6 +305,7 @@ class SharedMultiTaskModel(nn.Module):
         keep_scores: bool = False,
         temporal: TemporalSettings | None = None,
         cache: TemporalCache | None = None,
+        shift: tuple[float, float] | None = None,
     ) -> EngineRun:
         """The engine's layer loop. ``thresholds``: per sub-task (or one value for all) relative token-change
         threshold against the base task; 0 recomputes every token. ``max_token_fraction``: cap on recomputed
@@ -307,7 +313,9 @@ class SharedMultiTaskModel(nn.Module):
         nothing in the loop then waits for the device. ``offset``: patch offset of a training crop, as in
         ``DenseViT.forward``. ``keep_scores`` keeps every block's token scores, with gradients, in the result.
         ``temporal`` (enabled) with the stream's ``cache``: reuse earlier frames between keyframes
-        (``sharing/temporal.py``); one frame per call."""
+        (``sharing/temporal.py``); one frame per call. ``shift``: the image motion (dy, dx) in pixels since the
+        stream's previous frame when known from elsewhere (TF); else, with ``temporal.motion == "image"``, it is
+        estimated from the images (``sharing/motion.py``)."""
         sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
         unknown = [t for t in sub_names if t not in self.subtasks]
         if unknown:
@@ -323,30 +331,47 @@ class SharedMultiTaskModel(nn.Module):
         tok_b = tok_b.contiguous()  # the patch embedding's (B, N, C) is a transposed view: row ops want rows
         b, n, _ = tok_b.shape
         budget = token_budget(n, max_token_fraction)
-        step = self._temporal_step(x, tok_b, sub_names, offset, temporal, cache)
         start = {t: self.subtasks[t].start_layer for t in sub_names}
+        step = self._temporal_step(x, tok_b, tuple(grid), sub_names, start, offset, temporal, cache, shift)
         names = [t for t in sub_names if start[t] == 0]  # the sub-tasks whose blocks run, stacked in xs
         result = EngineRun({}, base_task, sub_names, b, n, tuple(grid), tuple(x.shape), thr, max_token_fraction,
                            sync_free, embedded=list(names), scores={t: [] for t in sub_names} if keep_scores else None,
                            temporal=step is not None and not step.keyframe, keyframe=step is not None and step.keyframe)
         xs = torch.stack([self._embed_sub(x, tok_b, grid, offset, self.subtasks[t]) for t in names]) if names else None
 
-        feats: dict[str, list[torch.Tensor]] = {t: [] for t in [base_task, *sub_names]}
-        x_b = tok_b
+        names_at, now = [], list(names)  # the sub-tasks whose blocks run in each block (some join later)
+        for li in range(depth):
+            now += [t for t in sub_names if start[t] == li and li > 0]
+            names_at.append(tuple(now))
+        scored_at = [any(thr[t] > 0 or budget < n or keep_scores for t in names_at[li]) for li in range(depth)]
+        layers = [LayerRun(names_at[li], base_rows=b * n) for li in range(depth)]
+        base: list[tuple] = []  # per block: the base task's input, output, QKV activations and token norms
+
+        def base_block(li: int, blk: nn.Module, x_b: torch.Tensor) -> torch.Tensor:
+            """The base task's block ``li`` as the encoder walk runs it, keeping what the sub-tasks reuse."""
+            qkv_b = None
+            if result.temporal:
+                y_b, norms = self._temporal_base_layer(li, blk, x_b, step, sync_free, layers[li])
+            else:
+                y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored_at[li] or step is not None)
+                if step is not None:
+                    step.cache.base.append(LayerCache(x_b[None], y_b[None], qkv_b, (base_task,), norms))
+            base.append((x_b, y_b, qkv_b, norms))
+            return y_b
+
+        # the base task: the encoder's one walk (models/vit.py), each block run by ``base_block``
+        walk = enc.forward_intermediates(x, offset, block=base_block, tokens=tok_b)
+        feats: dict[str, list[torch.Tensor]] = {t: [] for t in sub_names}
+        feats[base_task] = walk.features
+        fi = 0  # index of the next feature layer
         for li, blk in enumerate(enc.blocks):
+            x_b, y_b, qkv_b, norms = base[li]
             joining = [t for t in sub_names if start[t] == li and li > 0]
             if joining:  # identical to the base up to here (shared layers): its activations are theirs
                 new = x_b.unsqueeze(0).expand(len(joining), -1, -1, -1)
                 xs = new.contiguous() if xs is None else torch.cat([xs, new])
                 names += joining
-            layer = LayerRun(tuple(names), base_rows=b * n)
-            scored = any(thr[t] > 0 or budget < n or keep_scores for t in names)
-            if result.temporal:
-                y_b, norms = self._temporal_base_layer(li, blk, x_b, step, sync_free, layer)
-            else:
-                y_b, qkv_b, norms = block_ops.base_block(blk, x_b, want_norms=scored or step is not None)
-                if step is not None:
-                    step.cache.base.append(LayerCache(x_b[None], y_b[None], qkv_b, (base_task,), norms))
+            layer, scored = layers[li], scored_at[li]
             if names:
                 subs = [self.subtasks[t] for t in names]
                 params = self._cached((li, tuple(names)), partial(block_ops.block_params, li, blk, subs))
@@ -374,36 +399,99 @@ class SharedMultiTaskModel(nn.Module):
             elif step is not None and not result.temporal:
                 step.cache.sub.append(None)
             result.layers.append(layer)
-            x_b = y_b
             if li in self.cfg.feature_layers:
                 last = li == depth - 1
-                feats[base_task].append(enc.norm(x_b) if last else x_b)
                 for t in sub_names:
                     if t not in names:  # a shared layer: the base's feature is this task's
-                        feats[t].append(feats[base_task][-1])
+                        feats[t].append(feats[base_task][fi])
                         continue
                     xt = xs[names.index(t)]
                     own = block_ops.own_layer_norm(xt, self.subtasks[t], "norm", enc.norm.eps) if last else xt
                     feats[t].append(own)
+                fi += 1
         result.outputs = self._heads(feats, grid, x, sub_names)
+        if step is not None:
+            step.cache.stale = None  # every stale token was recomputed in every block (the keyframe test saw to it)
+            if step.residual:
+                step.cache.drift = float(torch.stack(step.residual).mean())
         return result
 
     # ------------------------------------------------------------------ temporal sharing
     def _temporal_step(
-        self, x: torch.Tensor, tok_b: torch.Tensor, sub_names: list[str], offset, temporal: TemporalSettings | None,
-        cache: TemporalCache | None,
+        self, x: torch.Tensor, tok_b: torch.Tensor, grid: tuple[int, int], sub_names: list[str],
+        start: dict[str, int], offset, temporal: TemporalSettings | None, cache: TemporalCache | None,
+        shift: tuple[float, float] | None,
     ) -> _TemporalStep | None:
-        """This frame's temporal mode: None (per-frame inference), a keyframe, or a frame between keyframes."""
+        """This frame's temporal mode: None (per-frame inference), a keyframe, or a frame between keyframes. With
+        motion compensation on, the references are first realigned by the image motion (``motion.py``)."""
         if temporal is None or not temporal.enabled or cache is None:
             return None
         signature = (tuple(x.shape), tuple(sub_names), x.device, x.dtype, offset, id(self))
-        first = None
-        if cache.signature == signature and cache.base:
-            first = delta_score(tok_b, cache.base[0].inp[0])
-        keyframe = cache.is_keyframe(signature, temporal, first)
-        cache.begin(signature, keyframe)
         budget = token_budget(tok_b.shape[1], temporal.max_token_fraction)
+        continuing = cache.signature == signature and bool(cache.base)
+        g = None
+        if temporal.motion != "off":
+            t0 = time.perf_counter()
+            g = motion.grey(x)
+            state = cache.motion
+            if continuing and state.prev is not None:
+                if shift is not None:
+                    state.source, state.last_response = "given", 1.0
+                else:
+                    dy, dx, state.last_response = motion.estimate_shift(state.prev, g)
+                    shift, state.source = (dy, dx), "image"
+                step_tokens = state.advance(shift, self.cfg.patch_size)
+                if motion.shift_too_large(grid, step_tokens):
+                    continuing = False  # nothing of the references is in view: a keyframe
+                elif step_tokens != (0, 0):
+                    pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
+                    if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
+                        cache.realign(grid, step_tokens, pos_b,
+                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)))
+                    else:  # the references' refreshed tokens already follow the scene better unshifted: wait
+                        state.applied = (state.applied[0] - step_tokens[0], state.applied[1] - step_tokens[1])
+            state.prev = g
+            state.last_ms = (time.perf_counter() - t0) * 1e3
+        first = None
+        if continuing:
+            first = delta_score(tok_b, cache.base[0].inp[0])
+            if cache.stale is not None:
+                first = first.masked_fill(cache.stale, float("inf"))
+        keyframe = not continuing or cache.is_keyframe(signature, temporal, first, budget)
+        cache.begin(signature, keyframe)
+        if keyframe:
+            cache.motion.restart(g)
         return _TemporalStep(cache, temporal, keyframe, budget, first)
+
+    @staticmethod
+    def _realign_helps(tok_b: torch.Tensor, cache: TemporalCache, grid, shift: tuple[int, int], pos_b: torch.Tensor,
+                       threshold: float) -> bool:
+        """Whether moving the references by ``shift`` leaves fewer of block 0's tokens beyond the threshold than
+        keeping them (entering tokens count as beyond). Tokens recomputed since the keyframe follow the scene
+        already; near half a patch of motion the shifted and unshifted grids match about equally badly."""
+        ref = cache.base[0].inp[0]
+        moved = shift_grid(ref, grid, shift) + (pos_b - shift_grid(pos_b, grid, shift)).to(ref.dtype)
+        new = entering(grid, shift, ref.device)
+        after = (delta_score(tok_b, moved) > threshold) | new
+        before = delta_score(tok_b, ref) > threshold
+        return bool(after.sum() < before.sum())
+
+    def _sub_pos_tables(self, sub_names: list[str], start: dict[str, int], grid, offset,
+                        blocks: int) -> list[torch.Tensor | None]:
+        """Per block, the position tables (S, 1, N, C) of the sub-tasks stacked there (their own embedding's
+        table with its delta for those that start at block 0; the base's for those that join later)."""
+        pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
+        own = {}
+        for t in sub_names:
+            d = self.subtasks[t].delta("pos_embed") if start[t] == 0 else None
+            own[t] = pos_b if d is None or d.kind == "zero" else pos_b + self._pos(
+                d.dense().to(pos_b).reshape(self.base.encoder.pos_embed.shape), grid, offset)
+        out: list[torch.Tensor | None] = []
+        names = [t for t in sub_names if start[t] == 0]
+        for li in range(blocks):
+            names = names + [t for t in sub_names if start[t] == li and li > 0]
+            out.append(torch.stack([own[t] for t in names]) if names else None)
+        return out
 
     def _temporal_base_layer(
         self, li: int, blk: nn.Module, x_b: torch.Tensor, step: _TemporalStep, sync_free: bool, layer: LayerRun
@@ -413,7 +501,13 @@ class SharedMultiTaskModel(nn.Module):
         block output and the per-token activation norms (cached ones for tokens not recomputed)."""
         ref = step.cache.base[li]
         # block 0's change was scored for the scene-cut test already
-        score = (step.first_change if li == 0 else delta_score(x_b, ref.inp[0])).unsqueeze(0)
+        if li == 0:
+            score = step.first_change
+        else:
+            score = delta_score(x_b, ref.inp[0])
+            if step.cache.stale is not None:
+                score = score.masked_fill(step.cache.stale, float("inf"))
+        score = score.unsqueeze(0)
         base = self.base.task
         sel = self._select(li, score, [base], {base: step.settings.threshold}, step.budget, sync_free)
         if sel.full:  # every token: the dense block, exactly as per-frame inference
@@ -427,6 +521,8 @@ class SharedMultiTaskModel(nn.Module):
                 fc1 = scatter_rows(ref.norms[1].unsqueeze(-1), sel, rows.fc1_norm.unsqueeze(-1)).squeeze(-1)
                 ref.norms = (rows.kv.float().norm(dim=-1), fc1)
             y_b, norms = rows.out[0], ref.norms
+        reused = ~selection_mask(sel, x_b.shape[1]).reshape(score.shape)
+        step.residual.append(torch.where(reused, score, score.new_zeros(())).mean())
         layer.base_rows, layer.base_recomputed = x_b.shape[0] * sel.k, sel.valid.sum().reshape(1)
         layer.base_above = (score > step.settings.threshold).sum().reshape(1)
         return y_b, norms
@@ -448,6 +544,8 @@ class SharedMultiTaskModel(nn.Module):
         t_n, b, n, c = xs.shape
         t_thr = {t: step.settings.threshold for t in names}
         moved_score = delta_score(xs, ref.inp)
+        if step.cache.stale is not None:
+            moved_score = moved_score.masked_fill(step.cache.stale, float("inf"))
         moved = selection_mask(self._select(li, moved_score, names, t_thr, step.budget, sync_free), n)
         moved = moved.reshape(t_n, b, n)
         sel = self._select(li, share_score, names, thr, budget, sync_free, eligible=moved)

@@ -43,13 +43,12 @@ from mtshare_ros.sharing.checkpoint import (
     load_shared,
 )
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
+from mtshare_ros.tasks import BASE_TASK, BUILTIN_TASKS
 
 log = logging.getLogger(__name__)
 
-BASE_TASK = "segmentation"
-"""The task that runs in full; depth and normals are its sub-tasks (the method's choice: segmentation's
-features are the most general of the three)."""
-SUBTASKS = ("depth", "normals")
+SUBTASKS = tuple(t for t in BUILTIN_TASKS if t != BASE_TASK)
+"""The built-in sub-tasks, whose trained delta files may ship beside a checkpoint."""
 MULTITASK_SOURCE = "one encoder shared by every task (a multi-task checkpoint: zero deltas, nothing recomputed)"
 
 

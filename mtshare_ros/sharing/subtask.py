@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtshare_ros.models.vit import TASK_CHANNELS, DenseHead, DenseViT, ModelConfig
+from mtshare_ros.models.vit import DenseHead, DenseViT, ModelConfig
 from mtshare_ros.sharing.deltas import Delta, build_delta, compress
+from mtshare_ros.tasks import task_spec
 
 
 def _key(name: str) -> str:
@@ -64,8 +65,7 @@ class SubTaskDelta(nn.Module):
         head_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if task not in TASK_CHANNELS:
-            raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_CHANNELS)}")
+        spec = task_spec(task)  # an unknown task is refused here, with the known ones
         if not 0 <= start_layer <= cfg.depth:
             raise ValueError(f"start_layer {start_layer} outside 0..{cfg.depth}")
         self.task = task
@@ -75,7 +75,7 @@ class SubTaskDelta(nn.Module):
         self.deltas = nn.ModuleDict({_key(n): d for n, d in deltas.items()})
         self.vectors = nn.ParameterDict({_key(n): nn.Parameter(v.detach().clone()) for n, v in vectors.items()})
         head_cfg = dataclasses.replace(cfg, head_channels=self.head_channels)
-        self.head = DenseHead(head_cfg, task, TASK_CHANNELS[task] or cfg.num_classes)
+        self.head = DenseHead(head_cfg, task, spec.out_channels(cfg.num_classes))
 
     def delta(self, name: str) -> Delta:
         """Delta of the encoder parameter ``name`` (base naming, e.g. ``blocks.0.mlp.fc1.weight``)."""

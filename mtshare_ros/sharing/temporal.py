@@ -32,7 +32,10 @@ A keyframe runs the frame as per-frame inference (the base task in full, the sub
 refills every buffer. Keyframes come every ``keyframe_interval`` frames; when the stream's signature changes
 (resolution, tasks, device or precision); after ``reset`` (a camera restart, a stamp jump); on a scene cut
 (more than ``scene_cut_fraction`` of the tokens entering the first block changed beyond the threshold: the
-frame is processed in full); and when the tokens that changed beyond the threshold but were left out by the
+frame is processed in full); when the measured drift (the mean relative change of the tokens that reuse their
+references, over tokens and blocks, of the frame before) exceeds ``max_drift``; when the tokens entering the
+view after a motion realignment (``motion.py``) exceed the token cap;
+and when the tokens that changed beyond the threshold but were left out by the
 token cap add up, since the last keyframe, to more than ``max_deferred`` of the tokens (their error is no
 longer bounded by the threshold).
 """
@@ -42,6 +45,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from mtshare_ros.sharing.motion import MotionState, entering, shift_grid
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,17 @@ class TemporalSettings:
     keyframe_interval: int = 30
     scene_cut_fraction: float = 0.5
     max_deferred: float = 0.5
+    motion: str = "image"
+    max_drift: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.motion not in MOTIONS:
+            raise ValueError(f"temporal motion must be one of {MOTIONS}, got {self.motion!r}")
+
+
+MOTIONS = ("image", "off")
+"""Motion compensation: realign the references by the image motion (estimated from the images, ``motion.py``,
+unless the caller passes the frame's motion to the engine, e.g. from the camera's pose), or not at all."""
 
 
 @dataclass
@@ -73,6 +89,16 @@ class LayerCache:
         tensors = [self.inp, self.out, self.qkv, *(self.norms or ())]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def shift(self, grid: tuple[int, int], shift: tuple[int, int], pos: torch.Tensor) -> None:
+        """Move every token's references by ``shift`` tokens on ``grid`` (``motion.py``), the inputs and outputs
+        corrected by the position-embedding difference (``pos``: the streams' tables, (S, 1, N, C))."""
+        dpos = (pos - shift_grid(pos, grid, shift)).to(self.inp.dtype)
+        self.inp = shift_grid(self.inp, grid, shift) + dpos
+        self.out = shift_grid(self.out, grid, shift) + dpos
+        self.qkv = shift_grid(self.qkv, grid, shift)
+        if self.norms is not None:
+            self.norms = tuple(shift_grid(t.unsqueeze(-1), grid, shift).squeeze(-1) for t in self.norms)
+
 
 class TemporalCache:
     """The reference buffers of one camera stream (see the module docstring). Not thread-safe: one stream, one
@@ -86,6 +112,9 @@ class TemporalCache:
         self.deferred = 0.0
         self.frames = 0
         self.keyframes = 0
+        self.drift = 0.0  # the last frame's drift estimate (mean relative change of the reused tokens)
+        self.motion = MotionState()
+        self.stale: torch.Tensor | None = None  # (N,) tokens without a reference after a realignment
         self._force = True
 
     def reset(self) -> None:
@@ -94,16 +123,38 @@ class TemporalCache:
         self.signature = None
         self._force = True
         self.deferred = 0.0
+        self.drift = 0.0
+        self.stale = None
+        self.motion.restart(None)
 
     def nbytes(self) -> int:
         return sum(c.nbytes() for c in self.base) + sum(c.nbytes() for c in self.sub if c is not None)
 
-    def is_keyframe(self, signature: tuple, settings: TemporalSettings, first_change: torch.Tensor | None) -> bool:
+    def realign(self, grid: tuple[int, int], shift: tuple[int, int], pos_base: torch.Tensor,
+                pos_sub: list[torch.Tensor | None]) -> None:
+        """Move every block's references by ``shift`` tokens (``motion.py``); the positions without a source
+        become ``stale`` (recomputed in every block of this frame). ``pos_base`` (1, N, C) and per block the
+        stacked sub-tasks' position tables (S, 1, N, C) (None where the block has no sub-task cache)."""
+        for ref in self.base:
+            ref.shift(grid, shift, pos_base[None])
+        for ref, pos in zip(self.sub, pos_sub, strict=True):
+            if ref is not None:
+                ref.shift(grid, shift, pos)
+        new = entering(grid, shift, pos_base.device)
+        self.stale = new if self.stale is None else self.stale | new
+
+    def is_keyframe(self, signature: tuple, settings: TemporalSettings, first_change: torch.Tensor | None,
+                    budget: int | None = None) -> bool:
         """Whether this frame must be a keyframe. ``first_change``: the relative change of the tokens entering the
-        first block (B, N) against their references, for the scene-cut test (one host read on CUDA)."""
+        first block (B, N) against their references, for the scene-cut test (one host read on CUDA); ``budget``:
+        the token cap, which the stale tokens of a realignment must fit in."""
         if self._force or signature != self.signature or not self.base:
             return True
         if self.frames_since_keyframe + 1 >= settings.keyframe_interval or self.deferred > settings.max_deferred:
+            return True
+        if self.drift > settings.max_drift:
+            return True
+        if self.stale is not None and budget is not None and int(self.stale.sum()) > budget:
             return True
         if first_change is not None and settings.threshold > 0:
             changed = float((first_change > settings.threshold).float().mean())
@@ -120,6 +171,8 @@ class TemporalCache:
             self.signature = signature
             self.frames_since_keyframe = 0
             self.deferred = 0.0
+            self.drift = 0.0
+            self.stale = None
             self._force = False
         else:
             self.frames_since_keyframe += 1

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mtshare_ros.models.vit import TASK_CHANNELS, ModelConfig
+from mtshare_ros.models.vit import ModelConfig
+from mtshare_ros.tasks import BUILTIN_TASKS, task_names
+from mtshare_ros.training.sensor import SensorEffects
 
 DEFAULTS: dict[str, Any] = {
     "model": {},  # ModelConfig fields; num_classes defaults to the dataset's class count
@@ -30,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "max_val_samples": None,
     },
     "train": {
-        "tasks": list(TASK_CHANNELS),
+        "tasks": list(BUILTIN_TASKS),
         "steps": 1000,
         "batch_size": 16,  # global batch, split evenly over processes
         "lr": 1.0e-3,
@@ -59,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
         # tasks through one encoder, run once per batch); false: independent single-task models
         "shared_encoder": False,
     },
+    # sensor effects on the training images (training/sensor.py: noise, blur, exposure, white balance, gamma,
+    # JPEG, vignetting); each key of SensorEffects may be set, ``enabled`` switches them all
+    "sensor": asdict(SensorEffects()),
     # where to also write the final model checkpoint; ``merge``: a checkpoint whose other tasks' models the
     # exported file keeps (fine-tune one task of the shipped default and export it back beside the others)
     "export": {"path": None, "half": True, "merge": None},
@@ -144,9 +150,9 @@ def validate(cfg: dict[str, Any]) -> None:
     if not isinstance(cfg["model"], dict):
         raise ConfigError(f"config key 'model' must be a mapping of ModelConfig fields, got {cfg['model']!r}")
     t = cfg["train"]
-    bad = [x for x in t["tasks"] if x not in TASK_CHANNELS]
+    bad = [x for x in t["tasks"] if x not in task_names()]
     if bad or not t["tasks"]:
-        raise ConfigError(f"train.tasks {t['tasks']}: each must be one of {list(TASK_CHANNELS)}")
+        raise ConfigError(f"train.tasks {t['tasks']}: each must be one of {list(task_names())}")
     for key in ("steps", "batch_size", "log_every", "ckpt_every"):
         if not isinstance(t[key], int) or t[key] <= 0:
             raise ConfigError(f"train.{key} must be a positive integer, got {t[key]!r}")
@@ -165,9 +171,13 @@ def validate(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"train.shared_encoder must be true or false, got {t['shared_encoder']!r}")
     if t["amp"] not in ("auto", True, False):
         raise ConfigError(f"train.amp must be auto, true or false, got {t['amp']!r}")
-    unknown_w = sorted(set(t["loss_weights"]) - set(TASK_CHANNELS))
+    unknown_w = sorted(set(t["loss_weights"]) - set(task_names()))
     if unknown_w:
         raise ConfigError(f"train.loss_weights has unknown task(s) {unknown_w}")
+    try:
+        SensorEffects.from_config(cfg["sensor"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"sensor: {exc}") from exc
     size = cfg["data"]["size"]
     if size is not None and (not isinstance(size, list) or len(size) != 2):
         raise ConfigError(f"data.size must be [H, W] or null, got {size!r}")

@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
     sharing = None
     if shared is not None:
         shared.to(device)
-        run = evaluate_engine(shared, list(models), loader, device, cfg.num_classes, thr, frac)
+        run = evaluate_engine(shared, list(models), loader, device, cfg.num_classes, thr, frac,
+                              canonical_focal=cfg.canonical_focal)  # depth made metric with each sample's focal
         metrics = run.metrics
         sharing = {
             "threshold": thr,
@@ -90,7 +91,8 @@ def main(argv: list[str]) -> int:
             "macs_vs_independent": run.macs_vs_independent,
         }
     else:
-        metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False)
+        metrics = evaluate(dict(models.items()), loader, device, cfg.num_classes, amp=False,
+                           canonical_focal=cfg.canonical_focal)
     for task, m in models.items():
         if shared is not None:  # what the engine stores and executed per frame, not a dense model's
             subs = shared.subtasks

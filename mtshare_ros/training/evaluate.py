@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mtshare_ros.models.focal import metric_depth
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.run import RunStats
@@ -37,8 +38,12 @@ def evaluate(
     amp: bool = False,
     progress: bool = True,
     forward: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+    canonical_focal: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics per task over ``batches`` (this process's share; results are summed over processes).
+
+    ``canonical_focal``: the models' (``ModelConfig.canonical_focal``); their depth is rescaled to metric with
+    each sample's ``focal`` (models/focal.py; samples without one: the nominal focal length, no rescaling).
 
     ``forward``, when given, produces every task's output in one call (the shared engine) instead of
     one call per model; ``models`` then only names the tasks and is put in eval mode.
@@ -53,6 +58,8 @@ def evaluate(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             outputs = forward(x) if forward is not None else {task: m(x) for task, m in models.items()}
         for task, out in outputs.items():
+            if task == "depth":
+                out = metric_depth(out, canonical_focal, batch.get("focal"))
             if task not in batch:
                 raise KeyError(f"the dataset provides no {task!r} ground truth (sample keys: {sorted(batch)})")
             metrics[task].update(out.float(), batch[task].to(device))
@@ -87,6 +94,7 @@ def evaluate_engine(
     thresholds: Mapping[str, float] | float,
     max_token_fraction: float,
     progress: bool = True,
+    canonical_focal: float | None = None,
 ) -> EngineEvaluation:
     """Metrics of the shared engine (base task in full, sub-tasks on the tokens that differ) on ``batches``, with
     the engine's statistics of the same runs. ``tasks``: what is scored (the base task runs whatever is asked,
@@ -100,7 +108,8 @@ def evaluate_engine(
         return {t: o for t, o in out.items() if t in tasks}
 
     # ``evaluate`` only needs the task names here (and puts what it is given in eval mode): the engine runs them
-    metrics = evaluate({t: shared for t in tasks}, batches, device, num_classes, progress=progress, forward=forward)
+    metrics = evaluate({t: shared for t in tasks}, batches, device, num_classes, progress=progress, forward=forward,
+                       canonical_focal=canonical_focal)
     if not runs:
         raise ValueError("evaluate_engine: no batches")
     frames = sum(r.frames for r in runs)

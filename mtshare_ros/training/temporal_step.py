@@ -51,15 +51,8 @@ DEFAULTS: dict[str, Any] = {
 
 def block_inputs(model: DenseViT, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Every block's input (the tokens the engine compares between frames) and the model's output."""
-    enc = model.encoder
-    tokens, grid = enc.embed(x)
-    inputs, feats = [], []
-    for i, blk in enumerate(enc.blocks):
-        inputs.append(tokens)
-        tokens = blk(tokens)
-        if i in model.cfg.feature_layers:
-            feats.append(enc.norm(tokens) if i == len(enc.blocks) - 1 else tokens)
-    return inputs, model.head(feats, grid, x)
+    walk = model.encoder.forward_intermediates(x, keep_inputs=True)
+    return walk.inputs, model.head(walk.features, walk.grid, x)
 
 
 def temporal_penalty(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:

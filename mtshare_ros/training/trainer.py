@@ -30,8 +30,10 @@ from tqdm import tqdm
 
 from mtshare_ros.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from mtshare_ros.models.device import select_device
+from mtshare_ros.models.focal import canonical_depth
 from mtshare_ros.models.vit import ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.sharing.loader import load_models
+from mtshare_ros.tasks import task_spec
 from mtshare_ros.training.config import ConfigError, model_config
 from mtshare_ros.training.datasets import class_names, make_dataset
 from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
@@ -39,6 +41,7 @@ from mtshare_ros.training.evaluate import evaluate, normalise
 from mtshare_ros.training.losses import task_loss
 from mtshare_ros.training.model_stats import count_gmacs, count_parameters
 from mtshare_ros.training.pretrained import load_timm_encoder
+from mtshare_ros.training.sensor import SensorEffects, apply_sensor_effects
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +168,7 @@ def batch_augment(
         out = {}
         for key, t in targets.items():
             m = flip.view(b, *([1] * (t.dim() - 1)))
-            flipped = t.flip(-1)
-            if key == "normals":
-                flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], device=t.device).view(1, 3, 1, 1)
-            out[key] = torch.where(m, flipped, t)
+            out[key] = torch.where(m, task_spec(key).flip_target(t), t)
         targets = out
     if colour:
         f = 1.0 + colour * (2.0 * draws[:, 1:] - 1.0)  # brightness, contrast, saturation factors
@@ -275,6 +275,7 @@ class Trainer:
         if t["batch_size"] % self.info.world_size:
             raise ConfigError(f"train.batch_size {t['batch_size']} does not split over {self.info.world_size} ranks")
         self.local_batch = t["batch_size"] // self.info.world_size
+        self.sensor = SensorEffects.from_config(cfg["sensor"])
         self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self.out_dir = Path(t["out_dir"])
 
@@ -486,7 +487,8 @@ class Trainer:
         if loader is None:
             return None
         forward = (lambda x: run_tasks(self.models, x)) if self.shared_encoder else None  # the encoder once
-        return evaluate(self.models, loader, self.device, self.mcfg.num_classes, self.info, self.amp, forward=forward)
+        return evaluate(self.models, loader, self.device, self.mcfg.num_classes, self.info, self.amp, forward=forward,
+                        canonical_focal=self.mcfg.canonical_focal)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on one (local) batch; returns the global mean loss per task."""
@@ -498,6 +500,15 @@ class Trainer:
             image, targets = batch_augment(
                 image, targets, self.step, t["seed"], self.info, bool(aug.get("hflip")), float(aug.get("colour", 0.0))
             )
+        for task in self.tasks:  # ground truth made from the (augmented) image itself, for tasks that define it
+            spec = task_spec(task)
+            if task not in targets and spec.target_from_image is not None:
+                targets[task] = spec.target_from_image(image)
+        # sensor effects after the targets made from the image: the model sees through them, its targets do not
+        image = apply_sensor_effects(image, self.sensor, t["seed"], self.step, self.info.rank, self.info.world_size)
+        if "depth" in targets and self.mcfg.canonical_focal is not None and "focal" in batch:
+            # the depth a camera of the canonical focal length would see (models/focal.py)
+            targets["depth"] = canonical_depth(targets["depth"], self.mcfg.canonical_focal, batch["focal"])
         offset = None
         full_res = self.step >= t["steps"] - t["full_res_steps"]
         if self.crop is not None and not full_res:
