@@ -3,49 +3,52 @@
 import threading
 import time
 
-from mtshare_ros.runtime.latest_frame import LatestFrameWorker
+from mtshare_ros.runtime.latest_frame import LatestFramesWorker
 
 
 def test_slow_worker_processes_newest_and_counts_drops():
     seen = []
     gate = threading.Event()
 
-    def process(item):
+    def process(batch):
         gate.wait(5)
-        seen.append(item)
+        seen.extend(batch.values())
+        return ()
 
-    w = LatestFrameWorker(process, on_error=lambda exc: None)
+    w = LatestFramesWorker(process, on_error=lambda key, exc: None)
     w.start()
-    w.submit(0)
+    w.submit("cam", 0)
     time.sleep(0.1)  # 0 is in progress, blocked on the gate
     for i in range(1, 10):
-        w.submit(i)
+        w.submit("cam", i)
     gate.set()
     deadline = time.monotonic() + 5
-    while w.processed < 2 and time.monotonic() < deadline:
+    while w.count("cam").processed < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     w.stop()
+    c = w.count("cam")
     assert seen == [0, 9]
-    assert w.dropped == 8 and w.submitted == 10
+    assert c.dropped == 8 and c.submitted == 10
 
 
 def test_exceptions_do_not_stop_the_worker():
     out = []
 
-    def process(item):
-        if item == "bad":
+    def process(batch):
+        if "bad" in batch.values():
             raise ValueError("boom")
-        out.append(item)
+        out.extend(batch.values())
+        return ()
 
     errors = []
-    w = LatestFrameWorker(process, on_error=errors.append)
+    w = LatestFramesWorker(process, on_error=lambda key, exc: errors.append(exc))
     w.start()
-    w.submit("bad")
+    w.submit("cam", "bad")
     time.sleep(0.2)
-    w.submit("good")
+    w.submit("cam", "good")
     deadline = time.monotonic() + 5
     while not out and time.monotonic() < deadline:
         time.sleep(0.01)
     w.stop()
-    assert out == ["good"] and w.failed == 1
+    assert out == ["good"] and w.count("cam").failed == 1
     assert [str(e) for e in errors] == ["boom"]  # the cause reaches the owner (the node's logger)

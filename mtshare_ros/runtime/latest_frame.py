@@ -1,4 +1,4 @@
-"""Latest-frame policy: one worker thread, one waiting slot, newer frames replace the waiting one.
+"""Latest-frame policy: one worker thread, one waiting slot per stream, newer frames replace the waiting one.
 
 Inference is slower than many cameras. A queue would grow latency without bound; this keeps at
 most one frame waiting, so latency stays bounded by roughly two inference times, and counts what
@@ -12,72 +12,6 @@ from collections.abc import Callable, Collection
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-
-
-class LatestFrameWorker(Generic[T]):
-    """Runs ``process(item)`` on a background thread for the newest submitted item. An exception from
-    ``process`` is counted as a failed frame and handed to ``on_error`` (the node's logger), and the worker goes
-    on with the next frame."""
-
-    def __init__(
-        self, process: Callable[[T], None], on_error: Callable[[BaseException], None], name: str = "mtshare-inference"
-    ) -> None:
-        self._process = process
-        self._on_error = on_error
-        self._name = name
-        self._cond = threading.Condition()
-        self._pending: T | None = None
-        self._has_pending = False
-        self._running = False
-        self._thread: threading.Thread | None = None
-        self.submitted = 0
-        self.dropped = 0
-        self.processed = 0
-        self.failed = 0
-
-    def start(self) -> None:
-        with self._cond:
-            if self._running:
-                return
-            self._running = True
-        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the frame in progress; a waiting frame is discarded (and counted as dropped)."""
-        with self._cond:
-            self._running = False
-            if self._has_pending:
-                self.dropped += 1
-            self._pending, self._has_pending = None, False
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def submit(self, item: T) -> None:
-        """Offer a frame; replaces (and counts as dropped) a frame still waiting."""
-        with self._cond:
-            self.submitted += 1
-            if self._has_pending:
-                self.dropped += 1
-            self._pending, self._has_pending = item, True
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._running and not self._has_pending:
-                    self._cond.wait()
-                if not self._running:
-                    return
-                item, self._pending, self._has_pending = self._pending, None, False
-            try:
-                self._process(item)  # type: ignore[arg-type]
-                self.processed += 1
-            except Exception as exc:  # keep serving frames; the owner reports the cause
-                self.failed += 1
-                self._on_error(exc)
 
 
 class SlotCounts:
