@@ -144,17 +144,21 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: st
 
 
 def load_checkpoint(
-    path: str | Path, cfg: ModelConfig | None = None, tasks: list[str] | None = None, shared_encoder: bool = False
+    path: str | Path, cfg: ModelConfig | None = None, tasks: list[str] | None = None,
+    shared_encoder: bool | None = False,
 ) -> tuple[nn.ModuleDict, dict[str, Any]]:
     """Build the checkpoint's models and load their weights (fp32, CPU, eval mode).
 
     ``cfg`` / ``tasks``, when given, are what the caller expects; a checkpoint that differs is
     rejected with the differing fields named. ``shared_encoder``: build the tasks' models around one encoder
     object, so that ``run_tasks`` runs it once (a multi-task checkpoint as it was trained); a checkpoint whose
-    tasks' encoder weights differ is refused, naming a differing tensor. Returns (models, metadata without the
+    tasks' encoder weights differ is refused, naming a differing tensor; ``None``: as the checkpoint says
+    (its ``shared_encoder`` flag, read from the one load). Returns (models, metadata without the
     weights).
     """
     ckpt = read_checkpoint(path)
+    if shared_encoder is None:
+        shared_encoder = checkpoint_shares_encoder(ckpt)
     where = str(resolve_checkpoint(path))
     ck_cfg = ModelConfig.from_dict(ckpt["model_config"])
     if cfg is not None and cfg != ck_cfg:

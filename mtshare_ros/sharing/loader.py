@@ -109,7 +109,7 @@ def load_models(
             dense = nn.ModuleDict({t: dense[t] for t in tasks})
         return LoadedModels(dense, engine if shared else None, meta, "shared checkpoint", path)
     # a multi-task checkpoint's tasks hold one encoder object, so that the dense path runs it once for every head
-    dense, meta = load_checkpoint(path, cfg, tasks, shared_encoder=checkpoint_shares_encoder(path))
+    dense, meta = load_checkpoint(path, cfg, tasks, shared_encoder=None)
     loaded = LoadedModels(dense, None, meta, "none", path)
     if not shared or BASE_TASK not in dense or len(dense) == 1:
         return loaded
