@@ -70,6 +70,10 @@ def test_parameters_resolve_into_one_settings_value():
         settings.tasks = ("depth",)
     values.update({"depth.min": 5.0, "depth.max": 1.0})
     assert "depth.min" in check_settings(frame_settings(values))
+    values.update({"depth.min": 0.05, "depth.max": 20.0, "sharing.mode": "fixed"})
+    assert frame_settings(values).sharing.mode == "fixed" and check_settings(frame_settings(values)) == ""
+    values["temporal.enabled"] = True
+    assert "per frame" in check_settings(frame_settings(values))
 
 
 def launch_parameter_keys() -> set[str]:

@@ -303,3 +303,45 @@ def test_lowrank_weight_score_equals_the_explicit_norm(normals_rank):
                 change = (h @ st.delta(f"blocks.1.{lin}.weight").dense().t()).norm(dim=-1) / (1 + 1e-6)
                 want = torch.maximum(want, change)
             assert torch.allclose(got[i], want, rtol=1e-4, atol=1e-5), task
+
+
+def test_fixed_mode_runs_the_same_rows_for_every_frame_and_is_the_threshold_loop_at_zero():
+    """The fixed-budget mode: every block computes exactly ``ceil(cap * N)`` rows per sub-task, all of them used,
+    whatever the frame shows (what makes the shapes exportable); it is the threshold loop at threshold 0 and
+    sync-free, not a second forward."""
+    base, subs = _models(noise=0.2)
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=4).eval()
+    n, cap = 15, 0.4
+    k = token_budget(n, cap)
+    frames = [_images(1), torch.zeros(1, 3, *CFG.img_size), 3.0 * torch.randn(1, 3, *CFG.img_size)]
+    with torch.no_grad():
+        runs = [shared.run(x, thresholds=0.5, max_token_fraction=cap, mode="fixed") for x in frames]
+        for run in runs:
+            assert [layer.rows for layer in run.layers] == [k] * CFG.depth
+            assert all(layer.recomputed.tolist() == [k, k] for layer in run.layers)
+        same = shared.run(frames[0], thresholds=0.0, max_token_fraction=cap, sync_free=True)
+    for task in shared.tasks:
+        assert torch.equal(runs[0].outputs[task], same.outputs[task]), task
+    stats = [shared.summarize(r) for r in runs]
+    assert stats[0].macs_total == stats[1].macs_total == stats[2].macs_total
+
+
+def test_fixed_mode_at_cap_one_equals_the_dense_subtask_models():
+    base, subs = _models()
+    shared = SharedMultiTaskModel.from_dense(base, subs, "lowrank", rank=6).eval()
+    x = _images()
+    with torch.no_grad():
+        out, _ = shared(x, thresholds=0.3, max_token_fraction=1.0, mode="fixed")
+        for task in subs:
+            assert torch.allclose(out[task], shared.subtasks[task].to_dense_model(base)(x), atol=1e-4), task
+
+
+def test_fixed_mode_refuses_temporal_sharing_and_unknown_modes():
+    from mtshare_ros.sharing.temporal import TemporalCache, TemporalSettings
+
+    base, subs = _models()
+    shared = SharedMultiTaskModel.from_dense(base, subs, "dense").eval()
+    with pytest.raises(ValueError, match="per frame"):
+        shared(_images(1), 0.0, 0.5, mode="fixed", temporal=TemporalSettings(enabled=True), cache=TemporalCache())
+    with pytest.raises(ValueError, match="mode must be one of"):
+        shared(_images(1), mode="fast")

@@ -16,7 +16,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from mtshare_ros.runtime.settings import ALL_TASKS, SUB_TASKS, FrameSettings, SharingSettings, TemporalSettings
+from mtshare_ros.runtime.settings import ALL_TASKS, MODES, SUB_TASKS, FrameSettings, SharingSettings, TemporalSettings
 from mtshare_ros.tasks import task_names
 
 RELIABILITIES = ("reliable", "best_effort")
@@ -84,6 +84,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "the image and its camera_info directly).", choices=("inference", "input")),
     ParamSpec("sharing.enabled", bool, _SHARING.enabled,
               "Run sub-tasks (depth, normals) through the shared engine on the base task's activations."),
+    ParamSpec("sharing.mode", str, _SHARING.mode,
+              "Token selection of the shared engine: 'threshold' recomputes the tokens whose change exceeds the "
+              "thresholds, at most sharing.max_token_fraction of them (cheapest on a static scene); 'fixed' "
+              "recomputes exactly ceil(max_token_fraction * tokens) per layer and sub-task, the largest changes, "
+              "thresholds ignored: every shape fixed for an image size, what the ONNX backends run. 'fixed' runs "
+              "per frame: temporal.enabled must be false.", choices=MODES),
     ParamSpec("sharing.threshold", float, _SHARING.threshold,
               "Relative token-change threshold for every sub-task, in [0, 1]: a token is recomputed when its "
               "activation differs from the base task's by more than this fraction of the base's norm (0.05 = 5%). "
@@ -192,6 +198,7 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
     overrides = {t: values[f"sharing.{t}_threshold"] for t in SUB_TASKS if values[f"sharing.{t}_threshold"] >= 0}
     sharing = SharingSettings(
         enabled=bool(values["sharing.enabled"]),
+        mode=str(values["sharing.mode"]),
         threshold=float(values["sharing.threshold"]),
         max_token_fraction=float(values["sharing.max_token_fraction"]),
         task_thresholds=overrides,
@@ -212,4 +219,6 @@ def check_settings(settings: FrameSettings) -> str:
     """What no single parameter shows: the depth range must not be empty."""
     if settings.min_depth >= settings.max_depth:
         return f"depth.min ({settings.min_depth}) must be below depth.max ({settings.max_depth})"
+    if settings.sharing.mode == "fixed" and settings.temporal.enabled:
+        return "sharing.mode 'fixed' runs per frame: set temporal.enabled false (or sharing.mode 'threshold')"
     return ""

@@ -175,7 +175,8 @@ class Predictor:
             outputs = run_tasks({task: self.models[task] for task in settings.tasks}, x)
             return outputs, {"sharing": 0.0, "temporal": 0.0}
         thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
-        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache)
+        mode = s.mode if sharing else "threshold"
+        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache, mode=mode)
         stats = {
             "sharing": float(sharing),
             "temporal": float(temporal.enabled),

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from mtshare_ros.sharing.engine import MODES
 from mtshare_ros.sharing.temporal import TemporalSettings
 from mtshare_ros.tasks import BASE_TASK, BUILTIN_TASKS
 
-__all__ = ["ALL_TASKS", "SUB_TASKS", "FrameSettings", "SharingSettings", "TemporalSettings"]
+__all__ = ["ALL_TASKS", "MODES", "SUB_TASKS", "FrameSettings", "SharingSettings", "TemporalSettings"]
 
 ALL_TASKS = BUILTIN_TASKS
 """The default task list (the built-in tasks); ``tasks.task_names()`` has every registered one."""
@@ -33,9 +34,14 @@ class SharingSettings:
     0.3); the cap of 0.1 measured faster and as accurate on the held-out split
     (``bench/results/task_sharing.md``). ``task_thresholds`` holds only tasks with their own value; the others
     take ``threshold`` (resolved in ``thresholds``, the one place that fallback is made).
+
+    ``mode``: ``threshold`` (tokens above the threshold, at most the cap) or ``fixed`` (exactly the cap's
+    ``ceil(max_token_fraction * N)`` tokens per layer, top-k by change, thresholds ignored: shapes fixed for an
+    input size, what the ONNX backends run; per frame only, see ``sharing/engine.py``).
     """
 
     enabled: bool = True
+    mode: str = "threshold"
     threshold: float = 0.05
     max_token_fraction: float = 0.1
     task_thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))

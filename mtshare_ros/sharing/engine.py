@@ -47,6 +47,12 @@ On CUDA, ``sync_free=True`` (the default there) computes a fixed budget of rows 
 never reads a value back to the host; the threshold then decides which of those rows are used, not how
 many run. The per-task token counts are device tensors turned into numbers once, after the loop
 (``run.summarize``).
+
+``mode="fixed"`` (the fixed-budget mode) is the same loop with every threshold 0 and ``sync_free``: each block
+recomputes exactly ``k = ceil(max_token_fraction * N)`` tokens per sub-task, the top-k by score, all of them used.
+Every tensor shape is then a function of the input size alone and nothing reads back to the host: what ONNX
+export, TensorRT and CUDA graphs need. It runs per frame (temporal sharing is refused: its selections would
+need a fixed form of their own).
 """
 
 from __future__ import annotations
@@ -101,6 +107,25 @@ def _check_subtask(base: DenseViT, name: str, st: SubTaskDelta) -> None:
         raise ValueError(f"sub-task {name!r} is the base task itself")
     if st.cfg != base.cfg:
         raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
+
+
+MODES = ("threshold", "fixed")
+"""Token selection modes: ``threshold`` (tokens above a relative-change threshold, capped) or ``fixed`` (exactly
+the cap's ``k`` tokens per block and sub-task, top-k by change: shapes fixed for an input size)."""
+
+
+def fixed_budget_args(mode: str, thresholds: dict[str, float] | float, sync_free: bool | None,
+                      temporal: TemporalSettings | None) -> tuple[dict[str, float] | float, bool | None]:
+    """The ``(thresholds, sync_free)`` a run of ``mode`` uses: unchanged in ``threshold`` mode; 0 and True in
+    ``fixed`` mode (threshold 0 selects top-k of the budget, all valid; sync-free sizes every product to the
+    budget), which refuses temporal sharing."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if mode == "threshold":
+        return thresholds, sync_free
+    if temporal is not None and temporal.enabled:
+        raise ValueError("the fixed-budget mode runs per frame: temporal sharing must be off")
+    return 0.0, True
 
 
 def _thresholds(thresholds: dict[str, float] | float, sub_names: list[str]) -> dict[str, float]:
@@ -280,11 +305,12 @@ class SharedMultiTaskModel(nn.Module):
         temporal: TemporalSettings | None = None,
         cache: TemporalCache | None = None,
         shift: tuple[float, float] | None = None,
+        mode: str = "threshold",
     ) -> tuple[dict[str, torch.Tensor], RunStats]:
         """Run the base task and the sub-tasks ``tasks`` (default: all) on ImageNet-normalised images; returns the
         outputs and their ``RunStats`` (``run`` has the arguments)."""
         result = self.run(x, thresholds, max_token_fraction, tasks, sync_free, offset, temporal=temporal, cache=cache,
-                          shift=shift)
+                          shift=shift, mode=mode)
         stats = self.summarize(result)
         if cache is not None and result.temporal:
             cache.add_deferred(stats.deferred_fraction)
@@ -306,6 +332,7 @@ class SharedMultiTaskModel(nn.Module):
         temporal: TemporalSettings | None = None,
         cache: TemporalCache | None = None,
         shift: tuple[float, float] | None = None,
+        mode: str = "threshold",
     ) -> EngineRun:
         """The engine's layer loop. ``thresholds``: per sub-task (or one value for all) relative token-change
         threshold against the base task; 0 recomputes every token. ``max_token_fraction``: cap on recomputed
@@ -315,7 +342,9 @@ class SharedMultiTaskModel(nn.Module):
         ``temporal`` (enabled) with the stream's ``cache``: reuse earlier frames between keyframes
         (``sharing/temporal.py``); one frame per call. ``shift``: the image motion (dy, dx) in pixels since the
         stream's previous frame when known from elsewhere (TF); else, with ``temporal.motion == "image"``, it is
-        estimated from the images (``sharing/motion.py``)."""
+        estimated from the images (``sharing/motion.py``). ``mode="fixed"``: the fixed-budget mode (module
+        docstring; ``thresholds`` and ``sync_free`` are then ignored)."""
+        thresholds, sync_free = fixed_budget_args(mode, thresholds, sync_free, temporal)
         sub_names = list(self.subtasks) if tasks is None else [t for t in tasks if t != self.base.task]
         unknown = [t for t in sub_names if t not in self.subtasks]
         if unknown:
