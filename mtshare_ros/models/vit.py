@@ -82,6 +82,16 @@ def sincos_pos_embed(grid: tuple[int, int], dim: int, scale: float = 0.5) -> tor
     return (pe * (scale / pe.std())).unsqueeze(0)
 
 
+def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], trained: tuple[int, int]) -> torch.Tensor:
+    """A (1, N, C) positional-embedding table of the ``trained`` grid for another token grid (timm's bicubic
+    resampling). The table itself at the trained grid, except while exporting a graph: there the grid is
+    symbolic (a dynamic image width) and the resampling is always traced (at the trained grid it is the
+    identity up to float rounding), so that the graph serves every width, the trained one included."""
+    if tuple(grid) == tuple(trained) and not torch.compiler.is_exporting():
+        return pos
+    return resample_abs_pos_embed(pos, list(grid), list(trained), num_prefix_tokens=0)
+
+
 class ViTEncoder(nn.Module):
     """Patch embedding + positional embedding + timm ``Block`` stack (no class token)."""
 
@@ -115,9 +125,7 @@ class ViTEncoder(nn.Module):
                 raise ValueError(f"crop of {grid} patches at offset {offset} lies outside the {gh}x{gw} patch grid")
             full = self.pos_embed.reshape(1, gh, gw, -1)
             return full[:, oy : oy + grid[0], ox : ox + grid[1]].reshape(1, grid[0] * grid[1], -1)
-        if tuple(grid) == tuple(self.grid_size):
-            return self.pos_embed
-        return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.grid_size), num_prefix_tokens=0)
+        return resize_pos_embed(self.pos_embed, grid, self.grid_size)
 
     def embed(
         self, x: torch.Tensor, offset: tuple[int, int] | None = None

@@ -64,10 +64,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from mtshare_ros.models.vit import DenseViT
+from mtshare_ros.models.vit import DenseViT, resize_pos_embed
 from mtshare_ros.sharing import block_ops, cost, motion
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
 from mtshare_ros.sharing.motion import entering, shift_grid
@@ -225,9 +224,7 @@ class SharedMultiTaskModel(nn.Module):
         if offset is not None:
             oy, ox = offset
             return pos.reshape(1, gh, gw, -1)[:, oy : oy + grid[0], ox : ox + grid[1]].reshape(1, grid[0] * grid[1], -1)
-        if tuple(grid) == (gh, gw):
-            return pos
-        return resample_abs_pos_embed(pos, list(grid), [gh, gw], num_prefix_tokens=0)
+        return resize_pos_embed(pos, grid, (gh, gw))
 
     def _embed_sub(self, x: torch.Tensor, tok_b: torch.Tensor, grid, offset, st: SubTaskDelta) -> torch.Tensor:
         """Sub-task tokens: ``tok_b`` plus the embedding deltas (or the fused embedding for fused deltas)."""

@@ -8,8 +8,8 @@ select different numbers of tokens, and on CUDA in sync-free mode, where ``k`` i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -42,10 +42,15 @@ def delta_score(
 
 
 def token_budget(n_tokens: int, max_token_fraction: float) -> int:
-    """Most tokens recomputed per frame and layer: ``ceil(fraction * N)``, at least 0, at most N."""
+    """Most tokens recomputed per frame and layer: ``ceil(fraction * N)``, at least 0, at most N.
+
+    Computed in integers, the fraction as the nearest ratio of small integers (0.1 is 1/10: float ``0.1 * 300``
+    would round up to 31 tokens): integer arithmetic keeps ``k`` a function of a symbolic token count when a graph
+    is exported with a dynamic width, and the exported graph then selects exactly what this function says."""
     if not 0.0 <= max_token_fraction <= 1.0:
         raise ValueError(f"max_token_fraction must be in [0, 1], got {max_token_fraction}")
-    return min(n_tokens, int(math.ceil(max_token_fraction * n_tokens)))
+    frac = Fraction(max_token_fraction).limit_denominator(1 << 16)
+    return -(-n_tokens * frac.numerator // frac.denominator)  # ceil; at most N since the fraction is at most 1
 
 
 def _above(score: torch.Tensor, threshold: float, eligible: torch.Tensor | None) -> torch.Tensor:
