@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mtshare_ros.training.train_cli", "train models from a config"),
     "eval": ("mtshare_ros.training.eval_cli", "evaluate a checkpoint on a dataset"),
     "replay": ("mtshare_ros.replay.cli", "replay rosbag2 bags: output bag, metrics, latency, plots, montage, video"),
+    "export": ("mtshare_ros.export.cli", "export the models as ONNX graphs (dynamic width) with their metadata"),
     "visualize": ("mtshare_ros.replay.visualize_cli", "montage and video from a bag that holds result topics"),
     "temporal-train": (
         "mtshare_ros.training.temporal_step", "fine-tune the base task for sparse temporal activation changes"

@@ -15,10 +15,12 @@ MAY_USE = {
     "models": {"tasks", "classes"},
     "data": {"tasks", "classes"},
     "sharing": {"models", "tasks", "classes"},
-    "runtime": {"sharing", "models", "tasks", "classes"},
+    "export": {"sharing", "models", "tasks", "classes"},  # ONNX graphs of the models and their runner
+    "runtime": {"export", "sharing", "models", "tasks", "classes"},
     "training": {"sharing", "models", "data", "tasks", "classes"},
     "ros": {"runtime", "sharing", "models", "tasks", "classes"},
-    "apps": {"ros", "runtime", "training", "sharing", "models", "data", "tasks", "classes"},  # cli.py, demo.py
+    # cli.py, demo.py
+    "apps": {"ros", "runtime", "export", "training", "sharing", "models", "data", "tasks", "classes"},
 }
 
 
