@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--params-file", type=Path, help="ROS params file, e.g. config/mtshare.yaml (/**: ros__parameters:)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set one parameter (ROS name, YAML value), repeatable: --param sharing.threshold=0.1")
+    r.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+                   help="inference backend (the node's backend parameter; same as --param backend=...)")
     lv = p.add_argument_group("live mode")
     lv.add_argument("--live", action="store_true",
                     help="publish the bag at its recorded timing into a node process and record what it publishes "
@@ -194,7 +196,7 @@ class Engine:
             else:
                 from mtshare_ros.runtime.predictor import Predictor
 
-                self.predictor = Predictor(self.values["checkpoint"], self.values["device"])
+                self.predictor = Predictor(self.values["checkpoint"], self.values["device"], self.values["backend"])
                 self.num_classes = len(self.predictor.class_names)
             self.model = describe_checkpoint(self.values["checkpoint"])
         except (CheckpointError, RuntimeError, ValueError) as exc:
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         return _fail(f"{args.out} exists and is not empty (use --force to replace it)", USAGE_ERROR)
     try:
-        values, warnings = resolve(args.params_file, args.param)
+        backend = [f"backend={args.backend}"] if args.backend else []
+        values, warnings = resolve(args.params_file, [*args.param, *backend])
         bags = expand_bags(args.bags)
     except (ParamError, BagError) as exc:
         return _fail(str(exc), USAGE_ERROR)

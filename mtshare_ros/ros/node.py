@@ -180,7 +180,8 @@ class MtshareNode(LifecycleNode):
             self._threads, self._threads_reason = choose_threads(self.get_parameter("threads").value)
             torch.set_num_threads(self._threads)
             self.starvation = StarvationWatch(self._threads)
-            self.predictor = Predictor(self.get_parameter("checkpoint").value, self.get_parameter("device").value)
+            self.predictor = Predictor(self.get_parameter("checkpoint").value, self.get_parameter("device").value,
+                                       self.get_parameter("backend").value)
             reason = self.predictor.check(self.settings)
             if reason:
                 raise ValueError(reason)

@@ -20,6 +20,7 @@ import torch
 from mtshare_ros.models.device import select_device
 from mtshare_ros.models.focal import focal_at_input, metric_depth
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD, run_tasks
+from mtshare_ros.runtime.onnx_backend import BACKENDS, OnnxBackend
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import BASE_TASK, load_models
 from mtshare_ros.sharing.temporal import TemporalCache
@@ -84,9 +85,18 @@ class Predictor:
     exactly those models).
     """
 
-    def __init__(self, checkpoint: str = "default", device: str = "auto") -> None:
+    def __init__(self, checkpoint: str = "default", device: str = "auto", backend: str = "torch") -> None:
+        """``backend``: ``torch`` (eager PyTorch) or ``onnxruntime`` (the checkpoint's exported graphs,
+        ``runtime/onnx_backend.py``; a missing onnxruntime or execution provider raises here)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.device = select_device(device)
         self.loaded = load_models(checkpoint)
+        self.backend = backend
+        # onnxruntime gets the threads torch was given (the node chooses them before it builds the predictor)
+        self.onnx = OnnxBackend(self.loaded, str(self.device), torch.get_num_threads()) if backend == "onnxruntime" \
+            else None
+        self._onnx_stats: dict[tuple, dict[str, float]] = {}
         self.models, self.shared = self.loaded.dense, self.loaded.shared
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
@@ -108,7 +118,7 @@ class Predictor:
         unknown = [t for t in settings.tasks if t not in self.models]
         if unknown or not settings.tasks:
             return f"tasks {list(settings.tasks)} invalid: the checkpoint provides {list(self.available_tasks)}"
-        return ""
+        return self.onnx.check(settings) if self.onnx is not None else ""
 
     def _modules(self) -> list[torch.nn.Module]:
         return [self.models] + ([self.shared] if self.shared is not None else [])
@@ -169,6 +179,8 @@ class Predictor:
             if self.shared is not None:
                 self.shared.clear_caches()
         self._temporal_on[id(cache)] = temporal.enabled
+        if self.onnx is not None:
+            return self._run_onnx(x, settings, subtasks)
         sharing = s.enabled and bool(subtasks)
         if self.shared is None or not (sharing or temporal.enabled):
             # run_tasks: a multi-task checkpoint's one encoder runs once for all the asked heads
@@ -191,6 +203,26 @@ class Predictor:
             stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
                           "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
+        return outputs, stats
+
+    def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """A frame through the onnxruntime backend; its stats are the torch engine's for the same fixed budget
+        (the graph runs exactly that work: counted once per input shape and cap). The graphs take one frame: a
+        batch runs frame by frame."""
+        runs = [self.onnx.run(x[i : i + 1], settings, subtasks) for i in range(x.shape[0])]
+        _, kind, cap = runs[0]
+        outputs = {t: torch.cat([r[0][t] for r in runs]) for t in settings.tasks}
+        stats = {"sharing": float(kind == "engine"), "temporal": 0.0, "backend_onnxruntime": 1.0}
+        if kind == "engine":
+            key = (tuple(x.shape[1:]), cap)
+            if key not in self._onnx_stats:
+                st = self.shared.summarize(self.shared.run(x[:1], 0.0, cap, mode="fixed"))
+                self._onnx_stats[key] = {
+                    "keyframe": 1.0, "gmacs_executed": st.macs_total / 1e9,
+                    "gmacs_independent": st.macs_dense_total / 1e9, "macs_saved_fraction": st.macs_saved_fraction,
+                    **{f"recomputed_{t}": f for t, f in st.recomputed_fraction.items()}}
+            stats.update(self._onnx_stats[key])
         return outputs, stats
 
     def predict(

@@ -1,0 +1,91 @@
+"""The predictor's ONNX Runtime backend: the checkpoint's graph for a frame's settings, exported once into a cache
+directory and run in an onnxruntime session instead of the torch model.
+
+Which graph: with task sharing on, the shared engine in the fixed-budget mode at the frame's token cap
+(``sharing.max_token_fraction``; the threshold mode's shapes change every frame, so ``sharing.mode: threshold``
+runs as ``fixed`` here, with a warning once); with sharing off (or no engine), the checkpoint's dense models in one
+graph (a multi-task checkpoint's one encoder). Temporal sharing is not exported: ``check`` refuses it.
+
+Cache: ``$MTSHARE_CACHE/onnx`` (default ``~/.cache/mtshare_ros/onnx``), one folder per graph,
+``<checkpoint sha256[:16]>-<engine|dense>-<cap>/`` with ``<kind>.onnx`` and ``<kind>.json``. A graph is exported
+the first time it is needed (about 20-60 s on a CPU core); a later run, or another node, finds it there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from mtshare_ros.export.onnx import export_onnx, file_hash
+from mtshare_ros.export.runner import OnnxRunner, providers_for
+from mtshare_ros.runtime.settings import FrameSettings
+from mtshare_ros.sharing.loader import LoadedModels
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime")
+CACHE_ENV = "MTSHARE_CACHE"
+
+
+def cache_root() -> Path:
+    """Where exported graphs are kept: ``$MTSHARE_CACHE/onnx``, else ``~/.cache/mtshare_ros/onnx``."""
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base) if base else Path.home() / ".cache" / "mtshare_ros") / "onnx"
+
+
+class OnnxBackend:
+    """Runs frames through exported graphs of ``loaded`` with onnxruntime on ``device`` (``providers_for``: a
+    missing onnxruntime or provider raises ``BackendUnavailable`` here, at construction, i.e. at configure)."""
+
+    def __init__(self, loaded: LoadedModels, device: str, threads: int = 0) -> None:
+        self.loaded = loaded
+        self.providers = providers_for(device)
+        self.threads = threads
+        self._hash = file_hash(loaded.path)
+        self._runners: dict[tuple[str, float], OnnxRunner] = {}
+        self._warned_threshold = False
+
+    def check(self, settings: FrameSettings) -> str:
+        """'' when the backend can run ``settings``, else why not."""
+        if settings.temporal.enabled:
+            return "backend onnxruntime runs per frame: temporal sharing is not exported (set temporal.enabled false)"
+        return ""
+
+    def graph(self, settings: FrameSettings, subtasks: list[str]) -> tuple[str, float]:
+        """The graph (kind, cap) that runs ``settings``."""
+        s = settings.sharing
+        if s.enabled and subtasks and self.loaded.shared is not None:
+            if s.mode != "fixed" and not self._warned_threshold:
+                log.warning("backend onnxruntime runs the shared engine in sharing.mode 'fixed' (exactly "
+                            "ceil(%.3f x tokens) per layer); sharing.mode %r and its thresholds are not exported",
+                            s.max_token_fraction, s.mode)
+                self._warned_threshold = True
+            return "engine", float(s.max_token_fraction)
+        return "independent", 1.0
+
+    def runner(self, kind: str, cap: float) -> OnnxRunner:
+        """The session of graph (kind, cap), exporting it into the cache first if it is not there."""
+        key = (kind, cap)
+        if key not in self._runners:
+            folder = cache_root() / f"{self._hash}-{'engine' if kind == 'engine' else 'dense'}-{cap:g}"
+            path = folder / f"{kind}.onnx"
+            if not (path.is_file() and path.with_suffix(".json").is_file()):
+                log.warning("exporting the %s graph of %s to %s (once; later runs find it there)", kind,
+                            self.loaded.path, folder)
+                tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+                export_onnx(str(self.loaded.path), kind, tmp, cap=cap, loaded=self.loaded)
+                folder.mkdir(parents=True, exist_ok=True)
+                for f in tmp.iterdir():  # renamed into place: a reader never sees half a file
+                    f.replace(folder / f.name)
+                tmp.rmdir()
+            self._runners[key] = OnnxRunner(path, self.providers, self.threads)
+        return self._runners[key]
+
+    def run(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]) -> tuple[dict[str, torch.Tensor], str,
+                                                                                           float]:
+        """Every task's output on ``x`` (the graph's tasks, a superset of the asked ones), the kind and cap run."""
+        kind, cap = self.graph(settings, subtasks)
+        return self.runner(kind, cap).run(x), kind, cap
