@@ -247,3 +247,24 @@ def test_a_frame_out_of_device_memory_is_skipped_and_the_node_serves_the_next(ro
         log = r.log.read_text()
         assert "frame skipped, caches released" in log and "injected in inference" in log, log[-3000:]
         assert "frame failed" not in log and r.proc.poll() is None
+
+
+def test_backend_onnxruntime_without_onnxruntime_fails_configure_clearly_and_the_node_stays_up(ros_session, tmp_path,
+                                                                                            monkeypatch):
+    """``backend: onnxruntime`` on a machine whose Python has no onnxruntime (an ``onnxruntime`` that fails to
+    import shadows the installed one on the node's PYTHONPATH): configure fails naming the missing package, the
+    process keeps running, unconfigured."""
+    site = tmp_path / "site" / "onnxruntime"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")])))
+    r = Rig("/mtshare_noort", tmp_path, extra_args=["-p", "backend:=onnxruntime"])
+    try:
+        assert spin_until(r.ex, lambda: "configure failed" in r.log.read_text(), 120), r.log.read_text()[-2000:]
+        log = r.log.read_text()
+        assert "[ERROR]" in log and "the onnxruntime package is not installed" in log, log[-2000:]
+        state = r.call(GetState, "get_state", GetState.Request())
+        assert state.current_state.label == "unconfigured"
+        assert r.proc.poll() is None
+    finally:
+        r.close()
