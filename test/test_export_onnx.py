@@ -100,3 +100,24 @@ def test_runner_refuses_a_wrong_input_and_a_missing_provider(exported):
 def test_threshold_mode_does_not_export(tmp_path):
     with pytest.raises(ValueError, match="fixed-budget"):
         export_onnx("default", "engine", tmp_path, mode="threshold")
+
+
+def test_runtime_runner_picks_the_backend_and_device(exported):
+    """The benchmarks' entry point: onnxruntime on the CPU gives the export's parity; a GPU device without its
+    provider, an unknown backend, openvino off the CPU are refused with the reason."""
+    from mtshare_ros.runtime.onnx_backend import OnnxRunner as Runner
+
+    path, module = exported["engine"]
+    x = scene(240, 320, seed=9)
+    with torch.no_grad():
+        ref = dict(zip(["segmentation", "depth", "normals"], module(x), strict=True))
+    assert_parity(Runner(path, backend="onnxruntime", device="cpu", threads=1).run(x), ref)
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendUnavailable, match="Execution"):
+            Runner(path, device="tensorrt")
+    with pytest.raises(ValueError, match="backend must be"):
+        Runner(path, backend="tvm")
+    with pytest.raises(BackendUnavailable, match="CPU"):
+        Runner(path, backend="openvino", device="cuda")

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from mtshare_ros.export.onnx import export_onnx, file_hash
-from mtshare_ros.export.runner import OnnxRunner, providers_for
+from mtshare_ros.export.runner import BackendUnavailable, OpenVinoRunner, providers_for
+from mtshare_ros.export.runner import OnnxRunner as OrtRunner
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import LoadedModels
 
@@ -36,6 +37,29 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "mtshare_ros") / "onnx"
 
 
+class OnnxRunner:
+    """An exported graph run by ``backend`` (``onnxruntime`` or ``openvino``) on ``device``: ``cpu``, ``cuda``
+    (the CUDA provider alone), ``tensorrt`` (TensorRT fp16, engines cached in ``trt_cache``, then CUDA) or a torch
+    device string (``cuda:N``: TensorRT when installed). ``run(x) -> {task: tensor}``: the benchmarks' entry point;
+    the predictor builds the same runner through ``OnnxBackend``."""
+
+    def __init__(self, path: str | Path, backend: str = "onnxruntime", device: str = "cpu", threads: int = 0,
+                 trt_cache: str | Path | None = None) -> None:
+        if backend == "openvino":
+            if device != "cpu":
+                raise BackendUnavailable(f"backend openvino runs on the CPU here, not {device}")
+            self.impl: OrtRunner | OpenVinoRunner = OpenVinoRunner(path, threads)
+        elif backend == "onnxruntime":
+            gpu = {"cuda": ("cuda", False), "tensorrt": ("cuda", True)}.get(device, (device, None))
+            self.impl = OrtRunner(path, providers_for(gpu[0], gpu[1], trt_cache), threads)
+        else:
+            raise ValueError(f"backend must be onnxruntime or openvino, got {backend!r}")
+        self.path, self.meta, self.outputs = self.impl.path, self.impl.meta, self.impl.outputs
+
+    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.impl.run(x)
+
+
 class OnnxBackend:
     """Runs frames through exported graphs of ``loaded`` with onnxruntime on ``device`` (``providers_for``: a
     missing onnxruntime or provider raises ``BackendUnavailable`` here, at construction, i.e. at configure)."""
@@ -45,7 +69,7 @@ class OnnxBackend:
         self.providers = providers_for(device)
         self.threads = threads
         self._hash = file_hash(loaded.path)
-        self._runners: dict[tuple[str, float], OnnxRunner] = {}
+        self._runners: dict[tuple[str, float], OrtRunner] = {}
         self._warned_threshold = False
 
     def check(self, settings: FrameSettings) -> str:
@@ -66,7 +90,7 @@ class OnnxBackend:
             return "engine", float(s.max_token_fraction)
         return "independent", 1.0
 
-    def runner(self, kind: str, cap: float) -> OnnxRunner:
+    def runner(self, kind: str, cap: float) -> OrtRunner:
         """The session of graph (kind, cap), exporting it into the cache first if it is not there."""
         key = (kind, cap)
         if key not in self._runners:
@@ -81,7 +105,7 @@ class OnnxBackend:
                 for f in tmp.iterdir():  # renamed into place: a reader never sees half a file
                     f.replace(folder / f.name)
                 tmp.rmdir()
-            self._runners[key] = OnnxRunner(path, self.providers, self.threads)
+            self._runners[key] = OrtRunner(path, self.providers, self.threads)
         return self._runners[key]
 
     def run(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]) -> tuple[dict[str, torch.Tensor], str,
