@@ -38,6 +38,10 @@ view after a motion realignment (``motion.py``) exceed the token cap;
 and when the tokens that changed beyond the threshold but were left out by the
 token cap add up, since the last keyframe, to more than ``max_deferred`` of the tokens (their error is no
 longer bounded by the threshold).
+
+The heads follow the changed tokens too (``partial_heads``, on by default): between keyframes each head runs
+on crops around the tokens whose features changed and reuses its previous output elsewhere
+(``partial_heads.py`` says what is exact there).
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ from dataclasses import dataclass
 import torch
 
 from mtshare_ros.sharing.motion import MotionState, entering, shift_grid
+from mtshare_ros.sharing.partial_heads import HeadCache
 
 
 @dataclass(frozen=True)
 class TemporalSettings:
     """How the engine reuses the previous frames of a stream. ``threshold`` is a relative change of a token's
-    block input; ``max_token_fraction`` caps the tokens recomputed per block and frame."""
+    block input; ``max_token_fraction`` caps the tokens recomputed per block and frame; ``partial_heads`` runs the
+    heads between keyframes only around the tokens that changed (``partial_heads.py``), else in full."""
 
     enabled: bool = False
     threshold: float = 0.2
@@ -62,6 +68,7 @@ class TemporalSettings:
     max_deferred: float = 0.5
     motion: str = "image"
     max_drift: float = 0.1
+    partial_heads: bool = True
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
@@ -115,6 +122,7 @@ class TemporalCache:
         self.drift = 0.0  # the last frame's drift estimate (mean relative change of the reused tokens)
         self.motion = MotionState()
         self.stale: torch.Tensor | None = None  # (N,) tokens without a reference after a realignment
+        self.heads = HeadCache()  # the heads' last outputs and statistics (partial heads)
         self._force = True
 
     def reset(self) -> None:
@@ -125,10 +133,12 @@ class TemporalCache:
         self.deferred = 0.0
         self.drift = 0.0
         self.stale = None
+        self.heads.clear()
         self.motion.restart(None)
 
     def nbytes(self) -> int:
-        return sum(c.nbytes() for c in self.base) + sum(c.nbytes() for c in self.sub if c is not None)
+        return (sum(c.nbytes() for c in self.base) + sum(c.nbytes() for c in self.sub if c is not None)
+                + self.heads.nbytes())
 
     def realign(self, grid: tuple[int, int], shift: tuple[int, int], pos_base: torch.Tensor,
                 pos_sub: list[torch.Tensor | None]) -> None:
@@ -140,6 +150,7 @@ class TemporalCache:
         for ref, pos in zip(self.sub, pos_sub, strict=True):
             if ref is not None:
                 ref.shift(grid, shift, pos)
+        self.heads.shift(grid, shift)
         new = entering(grid, shift, pos_base.device)
         self.stale = new if self.stale is None else self.stale | new
 
@@ -173,6 +184,7 @@ class TemporalCache:
             self.deferred = 0.0
             self.drift = 0.0
             self.stale = None
+            self.heads.clear()
             self._force = False
         else:
             self.frames_since_keyframe += 1
