@@ -279,7 +279,8 @@ class SharedMultiTaskModel(nn.Module):
         keyframes (``sharing/partial_heads.py``; keyframes run them in full and refill their cache)."""
         groups = self._head_groups(sub_names)
         if step is not None and step.settings.partial_heads and not sync_free:
-            return run_heads(groups, feats, grid, x, step.cache.heads, None if step.keyframe else changed)
+            return run_heads(groups, feats, grid, x, step.cache.heads, None if step.keyframe else changed,
+                             step.settings.partial_heads_area)
         if step is not None:
             step.cache.heads.clear()  # not kept up to date: nothing may reuse it later
         outputs: dict[str, torch.Tensor] = {}

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from mtshare_ros.sharing.motion import MotionState, entering, shift_grid
-from mtshare_ros.sharing.partial_heads import HeadCache
+from mtshare_ros.sharing.partial_heads import FULL_AREA, HeadCache
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class TemporalSettings:
     motion: str = "image"
     max_drift: float = 0.1
     partial_heads: bool = True
+    partial_heads_area: float = FULL_AREA  # crops covering more of the token map: the full head instead
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
