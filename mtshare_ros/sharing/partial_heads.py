@@ -73,10 +73,12 @@ class NormStats:
 
     def record(self, stage: int, x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor,
                eps: float) -> torch.Tensor:
-        """Plain GroupNorm on the full map, keeping its statistics."""
-        var, mean = torch.var_mean(x.float().reshape(x.shape[0], groups, -1), dim=-1, correction=0)
-        self.stages[stage] = (mean, torch.rsqrt(var + eps))
-        return F.group_norm(x, groups, weight, bias, eps)
+        """Plain GroupNorm on the full map, keeping its statistics: the kernel behind ``F.group_norm`` returns them
+        (same output, no second pass over the map)."""
+        b, c = x.shape[:2]
+        y, mean, rstd = torch.native_group_norm(x, weight, bias, b, c, x[0, 0].numel(), groups, eps)
+        self.stages[stage] = (mean.float(), rstd.float())
+        return y
 
     def frozen(self, stage: int, x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor,
                eps: float) -> torch.Tensor:
@@ -170,9 +172,12 @@ def plan(changed: torch.Tensor, grid: tuple[int, int], full_area: float = FULL_A
     less than two. [] when nothing changed; None when the crops (paste box plus margin) would cover more than
     ``full_area`` of the map (the full head is cheaper). One host read of the mask."""
     m = changed.reshape(-1, *grid).any(0)
-    if not bool(m.any()):
-        return []
     near = F.max_pool2d(m[None, None].float(), 2 * RADIUS + 1, stride=1, padding=RADIUS)[0, 0] > 0
+    count = int(near.sum())  # the one host read when too much changed: no crop can cover less than this
+    if count == 0:
+        return []
+    if count > full_area * grid[0] * grid[1]:
+        return None
     boxes = _components(near.cpu().tolist())
 
     def cost(b: Box) -> int:
