@@ -54,7 +54,7 @@ from mtshare_ros.models.vit import NormFn
 RADIUS = 2
 """Tokens each way a head's output depends on (26 px of 16: see the module docstring)."""
 
-FULL_AREA = 0.5
+FULL_AREA = 0.7
 """Crops covering more than this share of the token map: the full head instead (measured break-even)."""
 
 MERGE_SLACK = 8
