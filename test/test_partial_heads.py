@@ -151,7 +151,7 @@ def test_plan_merges_near_parts_and_falls_back_to_the_full_head():
     assert plan(torch.zeros(1, 140, dtype=torch.bool), GRID) == []
     one = plan(_box_mask((4, 5, 6, 7)), GRID, full_area=1.0)
     assert one == [(2, 7, 4, 9)]
-    assert plan(_box_mask((4, 5, 6, 7)), GRID) is None  # its 9 x 9 crop is more than half of this small map
+    assert plan(_box_mask((4, 5, 6, 7)), GRID, full_area=0.5) is None  # its 9 x 9 crop: over half this map
     two = plan(_box_mask((0, 1, 0, 1)) | _box_mask((9, 10, 13, 14)), GRID, full_area=1.0)  # opposite corners
     assert sorted(two) == [(0, 3, 0, 3), (7, 10, 11, 14)]
     near = plan(_box_mask((0, 1, 0, 1)) | _box_mask((0, 1, 3, 4)), GRID, full_area=1.0)  # one crop costs less
@@ -242,10 +242,15 @@ def test_a_whole_token_shift_reuses_the_shifted_outputs(shared):
     x0 = _video_frames()
     x1 = torch.roll(x0, shifts=P, dims=-1)
     x1[..., :P] = torch.randn(1, 3, CFG.img_size[0], P, generator=torch.Generator().manual_seed(4))
-    cache, ts = TemporalCache(), _settings(motion="image")
+    cache, ts = TemporalCache(), _settings(motion="image", partial_heads_shift=True)
+    plain = TemporalCache()  # the default: a realigned frame runs the full heads
     with torch.no_grad():
         key, _ = shared(x0, 0.05, 0.5, temporal=ts, cache=cache)
         out, stats = shared(x1, 0.05, 0.5, temporal=ts, cache=cache, shift=(0.0, float(P)))
+        shared(x0, 0.05, 0.5, temporal=_settings(motion="image"), cache=plain)
+        _, full = shared(x1, 0.05, 0.5, temporal=_settings(motion="image"), cache=plain, shift=(0.0, float(P)))
+    assert not full.keyframe and full.recomputed_fraction == stats.recomputed_fraction
+    assert full.macs_total - stats.macs_total > 0.5 * sum(shared.head_macs(shared.run(x1, 0.05, 0.5)).values())
     assert not stats.keyframe and cache.motion.applied == (0, 1)
     for t in out:
         moved = torch.roll(key[t], shifts=P, dims=-1)

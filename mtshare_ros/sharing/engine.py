@@ -484,7 +484,8 @@ class SharedMultiTaskModel(nn.Module):
                     pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
                     if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
                         cache.realign(grid, step_tokens, pos_b,
-                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)))
+                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)),
+                                      keep_heads=temporal.partial_heads_shift)
                     else:  # the references' refreshed tokens already follow the scene better unshifted: wait
                         state.applied = (state.applied[0] - step_tokens[0], state.applied[1] - step_tokens[1])
             state.prev = g

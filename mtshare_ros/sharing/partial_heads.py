@@ -25,9 +25,11 @@ What is exact and what is approximate:
   the full head's exactly (float rounding: the affine form of the norm); against the full head with current
   statistics they differ by the statistics' change since then (measured in ``test/test_partial_heads.py`` and
   ``bench/temporal.py``: the variant "task + temporal, full heads" sits beside this one).
-* Pixels outside the paste boxes keep the output of the frame they were last computed in (moved with the
-  whole-token realignment of ``motion.py``: the head's input moved with the content; the head's dependence on
-  the position embedding is not re-evaluated for them).
+* Pixels outside the paste boxes keep the output of the frame they were last computed in. After a whole-token
+  realignment of the references (``motion.py``) the outputs move with them only with ``partial_heads_shift``
+  (exact on an integer-patch shift of a static scene; otherwise the head's dependence on the position embedding
+  is not re-evaluated for them: measured 6% worse depth and normals than the full heads on a fast turn); by
+  default a realigned frame drops the cached outputs and runs the full heads.
 * A frame with nothing changed runs no head and returns the cached outputs (the same tensors as the frame before:
   outputs are not modified in place by anyone downstream; a frame that pastes writes a new tensor).
 * Where the crops add up to more than ``FULL_AREA`` of the map the head runs in full (with live statistics, which
