@@ -6,9 +6,11 @@ the token map around the tokens whose features changed, and pastes them into its
 
 Which tokens changed: those the encoder recomputed (or, for a sub-task, whose reference moved) in any block up to
 the last feature layer, per task (``changed`` from the engine; the tokens entering the view after a motion
-realignment are among them). A token below the threshold in every block keeps its head output: the same
-approximation the encoder makes, bounded the same way (its features move by less than the threshold's share,
-and keyframes reset it).
+realignment are among them), and those whose features moved by more than the temporal threshold (relative, all
+feature layers together) away from the features the cached output was computed from. The second set bounds the
+staleness of a reused output: a token below the threshold in every block still follows its current input in
+the encoder (``x + (out - inp)``), and without it its head output would not (measured: 6% worse depth and
+normals than the full heads on a fast turn, where many tokens drift just below the threshold for many frames).
 
 Where the output depends on them (``RADIUS``): through the head (1x1 fuse at 1/16; bilinear x2; 3x3 conv; bilinear
 x2; 3x3 conv; 1x1; bilinear x4, ``models/vit.py``) a token reaches output pixels up to 26 px beyond its own 16, and
@@ -25,11 +27,12 @@ What is exact and what is approximate:
   the full head's exactly (float rounding: the affine form of the norm); against the full head with current
   statistics they differ by the statistics' change since then (measured in ``test/test_partial_heads.py`` and
   ``bench/temporal.py``: the variant "task + temporal, full heads" sits beside this one).
-* Pixels outside the paste boxes keep the output of the frame they were last computed in. After a whole-token
+* Pixels outside the paste boxes keep the output of the frame they were last computed in (until their features
+  drift beyond the threshold). After a whole-token
   realignment of the references (``motion.py``) the outputs move with them only with ``partial_heads_shift``
   (exact on an integer-patch shift of a static scene; otherwise the head's dependence on the position embedding
-  is not re-evaluated for them: measured 6% worse depth and normals than the full heads on a fast turn); by
-  default a realigned frame drops the cached outputs and runs the full heads.
+  is not re-evaluated for them, and the feature-drift test is skipped on that frame, the moved features carrying
+  another position embedding); by default a realigned frame drops the cached outputs and runs the full heads.
 * A frame with nothing changed runs no head and returns the cached outputs (the same tensors as the frame before:
   outputs are not modified in place by anyone downstream; a frame that pastes writes a new tensor).
 * Where the crops add up to more than ``FULL_AREA`` of the map the head runs in full (with live statistics, which
@@ -52,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from mtshare_ros.models.vit import NormFn
+from mtshare_ros.sharing.tokens import delta_score
 
 RADIUS = 2
 """Tokens each way a head's output depends on (26 px of 16: see the module docstring)."""
@@ -116,12 +120,14 @@ class HeadCache:
 
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, NormStats] = field(default_factory=dict)
+    feats: dict[str, torch.Tensor] = field(default_factory=dict)  # per task (B, N, sum C): what the outputs read
+    moved: bool = False  # the outputs were moved with the references this frame (``shift``)
 
     def clear(self) -> None:
-        self.outputs, self.stats = {}, {}
+        self.outputs, self.stats, self.feats, self.moved = {}, {}, {}, False
 
     def nbytes(self) -> int:
-        return (sum(t.numel() * t.element_size() for t in self.outputs.values())
+        return (sum(t.numel() * t.element_size() for t in [*self.outputs.values(), *self.feats.values()])
                 + sum(s.nbytes() for s in self.stats.values()))
 
     def shift(self, grid: tuple[int, int], shift: tuple[int, int]) -> None:
@@ -130,6 +136,7 @@ class HeadCache:
         for t, out in self.outputs.items():
             p = out.shape[-2] // grid[0], out.shape[-1] // grid[1]
             self.outputs[t] = torch.roll(out, shifts=(shift[0] * p[0], shift[1] * p[1]), dims=(-2, -1))
+        self.moved = True  # the moved tokens' features carry their new position embedding: not a content change
 
 
 def _expand(box: Box, r: int, grid: tuple[int, int]) -> Box:
@@ -210,27 +217,31 @@ def _crop_tokens(f: torch.Tensor, grid: tuple[int, int], box: Box) -> torch.Tens
 
 def run_heads(groups: list[HeadGroup], feats: dict[str, list[torch.Tensor]], grid: tuple[int, int],
               image: torch.Tensor, cache: HeadCache, changed: dict[str, torch.Tensor] | None,
-              full_area: float = FULL_AREA) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+              full_area: float = FULL_AREA, threshold: float = 0.0) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """Every group's outputs, and per task the tokens its head computed (the map's N when it ran in full).
-    ``changed`` None (a keyframe): every head in full, recording its statistics; else per task the tokens whose
-    features changed (see the module docstring)."""
+    ``changed`` None (a keyframe): every head in full, recording its statistics; else per task the tokens (B, N)
+    the encoder changed, to which the tokens whose features moved beyond ``threshold`` since the cached output
+    are added (see the module docstring)."""
     n = grid[0] * grid[1]
     p = image.shape[-2] // grid[0], image.shape[-1] // grid[1]
     outputs: dict[str, torch.Tensor] = {}
     computed: dict[str, int] = {}
     for g in groups:
         args = [feats[t] for t in g.tasks]
-        have = g.key in cache.stats and all(t in cache.outputs for t in g.tasks)
+        flat = {t: torch.cat(feats[t], -1) for t in g.tasks}
+        have = g.key in cache.stats and all(t in cache.outputs and t in cache.feats for t in g.tasks)
         boxes = None
         if changed is not None and have:
-            mask = changed[g.tasks[0]]
-            for t in g.tasks[1:]:
-                mask = mask | changed[t]
+            mask = None
+            for t in g.tasks:
+                drift = changed[t] if cache.moved else changed[t] | (delta_score(flat[t], cache.feats[t]) > threshold)
+                mask = drift if mask is None else mask | drift
             boxes = plan(mask, grid, full_area)
         if boxes is None:  # a keyframe, no cache yet, or too much changed: the full map, recording its statistics
             stats = NormStats()
             outs = g.forward(args, grid, image, stats.record)
             cache.stats[g.key] = stats
+            cache.feats.update(flat)
             area = n
         else:
             outs = [cache.outputs[t] for t in g.tasks]
@@ -247,8 +258,14 @@ def run_heads(groups: list[HeadGroup], feats: dict[str, list[torch.Tensor]], gri
                     o[..., y0 * p[0]:y1 * p[0], x0 * p[1]:x1 * p[1]] = \
                         s[..., (y0 - cy0) * p[0]:(y1 - cy0) * p[0], (x0 - cx0) * p[1]:(x1 - cx0) * p[1]]
                 area += _area(crop)
+                for t in () if cache.moved else g.tasks:  # the pasted tokens' outputs read the current features
+                    ref = cache.feats[t].view(-1, *grid, flat[t].shape[-1])
+                    ref[:, y0:y1, x0:x1] = flat[t].view(-1, *grid, flat[t].shape[-1])[:, y0:y1, x0:x1]
+        if cache.moved:  # the moved outputs stand for this frame's features from now on
+            cache.feats.update(flat)
         for t, o in zip(g.tasks, outs, strict=True):
             outputs[t] = o
             cache.outputs[t] = o
             computed[t] = area
+    cache.moved = False
     return outputs, computed
