@@ -280,7 +280,8 @@ class SharedMultiTaskModel(nn.Module):
         groups = self._head_groups(sub_names)
         if step is not None and step.settings.partial_heads and not sync_free:
             return run_heads(groups, feats, grid, x, step.cache.heads, None if step.keyframe else changed,
-                             step.settings.partial_heads_area, step.settings.threshold)
+                             step.settings.partial_heads_area,
+                             step.settings.partial_heads_threshold)
         if step is not None:
             step.cache.heads.clear()  # not kept up to date: nothing may reuse it later
         outputs: dict[str, torch.Tensor] = {}

@@ -73,6 +73,8 @@ class TemporalSettings:
     # reuse head outputs moved with a motion realignment (exact on whole-token shifts of a static scene); off: a
     # realigned frame runs the full heads (the safe choice; the moved outputs skip one frame's drift test)
     partial_heads_shift: bool = False
+    # relative change of a token's features (all feature layers) since its cached head output that recomputes it
+    partial_heads_threshold: float = 0.05
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
