@@ -6,11 +6,10 @@ the token map around the tokens whose features changed, and pastes them into its
 
 Which tokens changed: those the encoder recomputed (or, for a sub-task, whose reference moved) in any block up to
 the last feature layer, per task (``changed`` from the engine; the tokens entering the view after a motion
-realignment are among them), and those whose features moved by more than the temporal threshold (relative, all
-feature layers together) away from the features the cached output was computed from. The second set bounds the
-staleness of a reused output: a token below the threshold in every block still follows its current input in
-the encoder (``x + (out - inp)``), and without it its head output would not (measured: 6% worse depth and
-normals than the full heads on a fast turn, where many tokens drift just below the threshold for many frames).
+realignment are among them), and those whose features moved by more than ``partial_heads_threshold`` (0.05,
+relative, all feature layers together) away from the features the cached output was computed from. The second
+set bounds the staleness of a reused output: a token below the threshold in every block still follows its
+current input in the encoder (``x + (out - inp)``); its reused head output would not.
 
 Where the output depends on them (``RADIUS``): through the head (1x1 fuse at 1/16; bilinear x2; 3x3 conv; bilinear
 x2; 3x3 conv; 1x1; bilinear x4, ``models/vit.py``) a token reaches output pixels up to 26 px beyond its own 16, and
@@ -26,7 +25,9 @@ What is exact and what is approximate:
   and reused on crops (``NormStats``). With the statistics of the last full run, a crop's pasted pixels equal
   the full head's exactly (float rounding: the affine form of the norm); against the full head with current
   statistics they differ by the statistics' change since then (measured in ``test/test_partial_heads.py`` and
-  ``bench/temporal.py``: the variant "task + temporal, full heads" sits beside this one).
+  ``bench/temporal.py``: the variant "task + temporal, full heads" sits beside this one). This is the one
+  approximation that measured: on a fast turn the statistics move with the view, and the outputs of the frames
+  after a full run fall up to 6.8% (mean relative depth) behind the full heads until the next full run.
 * Pixels outside the paste boxes keep the output of the frame they were last computed in (until their features
   drift beyond the threshold). After a whole-token
   realignment of the references (``motion.py``) the outputs move with them only with ``partial_heads_shift``
