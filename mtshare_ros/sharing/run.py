@@ -126,7 +126,7 @@ def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats
                 entry[t] += cost.block_macs(blk, layer.rows, n) if layer.rows else 0
                 entry[t] += cost.score_macs(li, model.subtasks[t], b * n, c) if layer.scored else 0
         per_layer.append(entry)
-    macs = {base: cost.patch_embed_macs(model.base, b * n) + head_macs[base] * b}
+    macs = {base: cost.embed_macs(model.base, b * n) + head_macs[base] * b}
     for t in run.subtasks:
         own_embed = cost.subtask_embed_macs(model.base, model.subtasks[t], b * n) if t in run.embedded else 0
         macs[t] = own_embed + head_macs[t] * b
@@ -140,7 +140,7 @@ def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats
             rows = layer.rows if t in layer.stacked else 0
             row[t] = TaskLayerStats(rows, counts[t][li] / (b * n), per_layer[li][t])
         layers.append(row)
-    dense_enc = cost.patch_embed_macs(model.base, b * n) + sum(cost.block_macs(blk, b * n, n) for blk in enc.blocks)
+    dense_enc = cost.embed_macs(model.base, b * n) + sum(cost.block_macs(blk, b * n, n) for blk in enc.blocks)
     macs_dense = {t: dense_enc + head_macs[t] * b for t in run.tasks}
     total, dense_total = sum(macs.values()), sum(macs_dense.values())
     deferred = sum(max(0, above[t][li] - refreshed[t][li]) for t in run.tasks for li in range(depth))
