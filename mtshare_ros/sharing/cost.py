@@ -32,14 +32,16 @@ def block_macs(blk: nn.Module, rows: int, n: int) -> int:
 def embed_macs(base: DenseViT, tokens: int) -> int:
     """The stem on ``tokens`` patches (batch included): the patch embedding's convolution, or the MobileNetV2
     stem's convolutions. For inputs of whole patches each stem layer's output is the input size over its stride,
-    so its count is exactly proportional to the tokens: counted once on one 16x16 patch by ``module_macs``."""
+    so its count is exactly proportional to the tokens: counted for one patch from the layers' shapes and
+    strides (not by running the stem: a count made inside a measured run would add to what it measures)."""
     if base.cfg.stem == "patch":
         return tokens * base.encoder.patch_embed.proj.weight.numel()
     stem = base.encoder.stem
-    p = base.cfg.patch_size
-    patch = next(stem.parameters()).new_zeros(1, 3, p, p)
-    with torch.no_grad():
-        return tokens * module_macs(stem, lambda: stem(patch))
+    side, per_patch = base.cfg.patch_size, 0
+    for _, conv in stem.convs():  # in the order they run
+        side //= conv.stride[0]
+        per_patch += side * side * conv.weight.numel()  # output pixels x out channels x fan-in
+    return tokens * (per_patch + stem.proj.weight.numel())  # the projection on the one output pixel
 
 
 def subtask_embed_macs(base: DenseViT, st: SubTaskDelta, tokens: int) -> int:
