@@ -1,4 +1,4 @@
-"""The encoder's image-to-token stems: timm's patch embedding (``patch``), or MobileNetV2's early stages (``mobilenetv2``).
+"""Image-to-token stems of the encoder: the ViT patch embedding (``patch``) or MobileNetV2 stages (``mobilenetv2``).
 
 ``model.stem: mobilenetv2`` replaces the ViT's 16x16 patch convolution by MobileNetV2's stages up to stride 16
 (torchvision's ``mobilenet_v2().features[:14]``, 96 channels) and a 1x1 projection to ``embed_dim``, so that the
