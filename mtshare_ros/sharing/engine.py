@@ -89,7 +89,7 @@ from mtshare_ros.sharing.tokens import (
 
 def _check_base(base: DenseViT) -> None:
     """The engine re-implements timm's pre-norm block; refuse variants it would compute wrongly."""
-    if not isinstance(base.encoder.patch_embed.norm, nn.Identity):
+    if base.cfg.stem == "patch" and not isinstance(base.encoder.patch_embed.norm, nn.Identity):
         raise ValueError("shared engine: patch embedding with a norm layer is not supported")
     for i, blk in enumerate(base.encoder.blocks):
         attn = blk.attn
@@ -108,6 +108,10 @@ def _check_subtask(base: DenseViT, name: str, st: SubTaskDelta) -> None:
         raise ValueError(f"sub-task {name!r} is the base task itself")
     if st.cfg != base.cfg:
         raise ValueError(f"sub-task {name!r} has another architecture than the base: {st.cfg} vs {base.cfg}")
+    if st.start_layer == 0 and base.cfg.stem != "patch":  # _embed_sub applies deltas to the patch convolution
+        raise ValueError(f"sub-task {name!r} starts at block 0 with its own embedding, which the engine computes "
+                         f"for the patch stem only, not model.stem {base.cfg.stem!r}: train it with start_layer >= 1 "
+                         "(the stem and the first blocks are then the base task's)")
 
 
 MODES = ("threshold", "fixed")
@@ -391,7 +395,7 @@ class SharedMultiTaskModel(nn.Module):
         base_task = self.base.task
 
         tok_b, grid = enc.embed(x) if offset is None else enc.embed(x, offset)
-        tok_b = tok_b.contiguous()  # the patch embedding's (B, N, C) is a transposed view: row ops want rows
+        tok_b = tok_b.contiguous()  # the stem's (B, N, C) is a transposed view: row ops want rows
         b, n, _ = tok_b.shape
         budget = token_budget(n, max_token_fraction)
         start = {t: self.subtasks[t].start_layer for t in sub_names}

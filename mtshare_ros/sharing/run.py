@@ -130,7 +130,7 @@ def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats
         per_layer.append(entry)
     # a head's multiply-adds are a fixed multiple of the token area it runs on (every layer's output is)
     heads = head_macs if run.head_tokens is None else {t: head_macs[t] * run.head_tokens[t] // n for t in run.tasks}
-    macs = {base: cost.patch_embed_macs(model.base, b * n) + heads[base] * b}
+    macs = {base: cost.embed_macs(model.base, b * n) + heads[base] * b}
     for t in run.subtasks:
         own_embed = cost.subtask_embed_macs(model.base, model.subtasks[t], b * n) if t in run.embedded else 0
         macs[t] = own_embed + heads[t] * b
@@ -144,7 +144,7 @@ def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats
             rows = layer.rows if t in layer.stacked else 0
             row[t] = TaskLayerStats(rows, counts[t][li] / (b * n), per_layer[li][t])
         layers.append(row)
-    dense_enc = cost.patch_embed_macs(model.base, b * n) + sum(cost.block_macs(blk, b * n, n) for blk in enc.blocks)
+    dense_enc = cost.embed_macs(model.base, b * n) + sum(cost.block_macs(blk, b * n, n) for blk in enc.blocks)
     macs_dense = {t: dense_enc + head_macs[t] * b for t in run.tasks}
     total, dense_total = sum(macs.values()), sum(macs_dense.values())
     deferred = sum(max(0, above[t][li] - refreshed[t][li]) for t in run.tasks for li in range(depth))

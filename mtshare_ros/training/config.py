@@ -14,13 +14,15 @@ from typing import Any
 
 import yaml
 
+from mtshare_ros.models.stem import MOBILENETV2_STRIDE, STEMS
 from mtshare_ros.models.vit import ModelConfig
 from mtshare_ros.tasks import BUILTIN_TASKS, task_names
 from mtshare_ros.training.sensor import SensorEffects
 
 DEFAULTS: dict[str, Any] = {
-    "model": {},  # ModelConfig fields; num_classes defaults to the dataset's class count
-    "backbone": {"pretrained": None},  # local timm weights file or timm model name (hub only when online)
+    # ModelConfig fields; num_classes defaults to the dataset's class count; model.pretrained: weights the encoder
+    # starts from (models/pretrained.py), model.stem: patch or mobilenetv2 (models/stem.py)
+    "model": {},
     "data": {
         "dataset": "synthetic",
         "root": "data/synthetic",
@@ -119,6 +121,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {k!r} is not a section")
         node[keys[-1]] = value
+    if "backbone" in raw:  # the key of earlier versions: say where it went rather than only that it is unknown
+        raise ConfigError("config key 'backbone' is gone: backbone.pretrained is now model.pretrained")
     cfg = _merge(DEFAULTS, raw, "")
     validate(cfg)
     return cfg
@@ -135,7 +139,15 @@ def model_config(cfg: dict[str, Any], num_classes: int) -> ModelConfig:
     for key in ("img_size", "feature_layers"):
         if key in fields:
             fields[key] = tuple(fields[key])
-    mcfg = ModelConfig(**fields)
+    try:
+        mcfg = ModelConfig(**fields)
+    except TypeError as exc:
+        raise ConfigError(f"model: {exc}") from exc
+    if mcfg.stem not in STEMS:
+        raise ConfigError(f"model.stem {mcfg.stem!r}: one of {list(STEMS)}")
+    if mcfg.stem == "mobilenetv2" and mcfg.patch_size != MOBILENETV2_STRIDE:
+        raise ConfigError(f"model.stem mobilenetv2 has stride {MOBILENETV2_STRIDE}: model.patch_size must be "
+                          f"{MOBILENETV2_STRIDE}, got {mcfg.patch_size}")
     if any(s % mcfg.patch_size for s in mcfg.img_size):
         raise ConfigError(f"model.img_size {list(mcfg.img_size)} must be multiples of model.patch_size")
     if any(not 0 <= i < mcfg.depth for i in mcfg.feature_layers):

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from mtshare_ros.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from mtshare_ros.models.device import select_device
 from mtshare_ros.models.focal import canonical_depth
-from mtshare_ros.models.vit import ModelConfig, build_task_models, run_tasks, shared_encoder_of
+from mtshare_ros.models.pretrained import load_pretrained_models
+from mtshare_ros.models.vit import ModelConfig, build_task_models, is_embedding_key, run_tasks, shared_encoder_of
 from mtshare_ros.sharing.loader import load_models
 from mtshare_ros.tasks import task_spec
 from mtshare_ros.training.config import ConfigError, model_config
@@ -40,7 +41,6 @@ from mtshare_ros.training.distributed import DistInfo, all_reduce_sum, barrier, 
 from mtshare_ros.training.evaluate import evaluate, normalise
 from mtshare_ros.training.losses import task_loss
 from mtshare_ros.training.model_stats import count_gmacs, count_parameters
-from mtshare_ros.training.pretrained import load_timm_encoder
 from mtshare_ros.training.sensor import SensorEffects, apply_sensor_effects
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,8 @@ def warm_start(models: nn.ModuleDict, source: str) -> None:
     Either kind of checkpoint starts either kind of model: a multi-task checkpoint starts independent models
     (single-task fine-tuning, each from the shared encoder and its own head); independent models start a
     shared encoder from the first task's encoder (the others' are logged as unused), with every task's head.
+    The checkpoint's stem, when the model has another one (``model.stem``), is not used and logged: the blocks
+    see the same token grid from either stem, so a new stem starts under the checkpoint's blocks and heads.
     """
     ckpt = read_checkpoint(source)
     absent = [t for t in models if t not in ckpt["weights"]]
@@ -196,25 +198,29 @@ def warm_start(models: nn.ModuleDict, source: str) -> None:
     for task, model in models.items():
         own = model.state_dict()
         state = {k: v.float() for k, v in ckpt["weights"][task].items()}
+        other_stem = sorted(k for k in state if k not in own and is_embedding_key(k.removeprefix("encoder.")))
+        state = {k: v for k, v in state.items() if k not in other_stem}
         bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and
                v.shape != own[k].shape] + [f"unexpected {k}" for k in state if k not in own]
         if bad:
             raise ConfigError(f"train.init {source} [{task}] does not fit the model: " + "; ".join(bad[:5]))
         fresh = sorted(set(own) - set(state))
         model.load_state_dict({**own, **state})
-        log.info("train.init: %s from %s%s", task, source, f" (fresh: {', '.join(fresh)})" if fresh else "")
+        log.info("train.init: %s from %s%s%s", task, source, f" (fresh: {', '.join(fresh)})" if fresh else "",
+                 f" (another stem, not used: {', '.join(other_stem)})" if other_stem else "")
     encoder = shared_encoder_of(models)
     if encoder is not None:  # each task above loaded its own encoder into the one shared: the last one won
         first = next(iter(models))
+        mine = encoder.state_dict()
         ref = {k.removeprefix("encoder."): v.float() for k, v in ckpt["weights"][first].items()
-               if k.startswith("encoder.")}
+               if k.startswith("encoder.") and k.removeprefix("encoder.") in mine}
 
         def same(task: str) -> bool:
             w = ckpt["weights"][task]
             return all(f"encoder.{k}" in w and torch.equal(w[f"encoder.{k}"].float(), v) for k, v in ref.items())
 
         differ = [t for t in models if not same(t)]
-        encoder.load_state_dict({**encoder.state_dict(), **ref})
+        encoder.load_state_dict({**mine, **ref})
         if differ:
             log.warning("train.init: %s holds a different encoder per task; the shared encoder starts from %s's "
                         "(those of %s are not used)", source, first, ", ".join(differ))
@@ -300,9 +306,9 @@ class Trainer:
         torch.manual_seed(t["seed"])
         models = build_task_models(self.mcfg, self.tasks, shared_encoder=t["shared_encoder"])
         self.shared_encoder = shared_encoder_of(models) is not None
-        if cfg["backbone"]["pretrained"]:
-            for encoder in {id(m.encoder): m.encoder for m in models.values()}.values():  # a shared one once
-                load_timm_encoder(encoder, str(cfg["backbone"]["pretrained"]))
+        if self.mcfg.pretrained:  # first, so that train.init overrides what it holds (the stem stays ImageNet's)
+            for report in load_pretrained_models(models, str(self.mcfg.pretrained)):
+                log.info(report.summary())
         if t["init"]:
             warm_start(models, str(t["init"]))
         if cfg["export"]["merge"]:  # fail now rather than after the training
