@@ -3,11 +3,12 @@
     python -m mtshare_ros.training.share_train_cli --config config/train/shared_step1_l1.yaml task=depth
 
 Step ``l1`` starts the sub-task from the base weights of a dense checkpoint (or adds it to the shared
-checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``; ``budget`` does either (without
-``init`` it starts the sub-task as ``l1`` does). From a multi-task checkpoint (``base_checkpoint`` and
-``head_init`` both ``mtshare_ros/weights/multitask.pt``), the base is its segmentation model and the sub-task
-is the same encoder with ``dW = 0`` and the multi-task model's head: recomputing nothing is the multi-task model,
-and every recomputed token can only add what training makes it add (``config/train/shared_mt_budget_*.yaml``).
+checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``; ``budget`` does either (when
+``init`` has no sub-task of the task, it starts one as ``l1`` does, and only then reads ``head_init``).
+From a multi-task checkpoint (``base_checkpoint`` and ``head_init`` both ``mtshare_ros/weights/multitask.pt``),
+the base is its segmentation model and the sub-task is the same encoder with ``dW = 0`` and the multi-task
+model's head: recomputing nothing is the multi-task model, and every recomputed token can only add what training
+makes it add (``config/train/shared_mt_budget_*.yaml``).
 The result is a shared checkpoint at ``out`` holding the base and every sub-task of ``init`` plus this one.
 ``{task}`` in ``init`` / ``out`` is replaced by the task name.
 """
@@ -119,12 +120,12 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
         raise ShareConfigError(f"delta {cfg['delta']!r} must be one of sparse, rows, lowrank")
     if cfg["step"] not in ("l1", "budget") and not cfg["init"]:
         raise ShareConfigError(f"step {cfg['step']!r} continues a shared checkpoint: set 'init'")
-    if cfg["head_init"] and not creates_subtask(cfg):
-        raise ShareConfigError("head_init: only step l1 (or budget without init) creates a head; later steps "
-                               "continue the one they load")
+    if cfg["head_init"] and cfg["step"] not in ("l1", "budget"):
+        raise ShareConfigError("head_init: only step l1 (or budget, when it creates the sub-task) creates a head; "
+                               "later steps continue the one they load")
     if cfg["grow"] is not None:
         grow = cfg["grow"]
-        if creates_subtask(cfg) or not isinstance(grow, dict) or not grow or set(grow) - {"rank", "start_layer"}:
+        if cfg["step"] == "l1" or not isinstance(grow, dict) or not grow or set(grow) - {"rank", "start_layer"}:
             raise ShareConfigError(f"grow: a step after l1 takes {{rank: R, start_layer: S}} (either), got {grow!r}")
         if any(not isinstance(v, int) or v < 0 for v in grow.values()):
             raise ShareConfigError(f"grow: rank and start_layer must be non-negative integers, got {grow!r}")
@@ -140,11 +141,6 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
     cfg["init"] = str(cfg["init"]).format(task=cfg["task"]) if cfg["init"] else None
     cfg["export"] = str(cfg["export"]).format(task=cfg["task"]) if cfg["export"] else None
     return cfg
-
-
-def creates_subtask(cfg: dict[str, Any]) -> bool:
-    """Whether this step starts the task's sub-task from the base (``dW = 0``) rather than continuing one."""
-    return cfg["step"] == "l1" or (cfg["step"] == "budget" and not cfg["init"])
 
 
 def _init_head(head: torch.nn.Module, checkpoint: str, task: str) -> None:
@@ -172,7 +168,8 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         loaded = load_models(cfg["base_checkpoint"], tasks=[cfg["base_task"]], shared=False)
         shared, meta = SharedMultiTaskModel(loaded.dense[cfg["base_task"]], {}), loaded.meta
         names = list(meta["class_names"])
-    if creates_subtask(cfg):
+    creates = cfg["step"] == "l1" or (cfg["step"] == "budget" and cfg["task"] not in shared.subtasks)
+    if creates:
         shared.set_subtask(subtask_from_base(
             shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"], cfg["start_layer"], cfg["head_channels"]
         ))
