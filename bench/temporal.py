@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keyframe-interval", type=int, default=TemporalSettings.keyframe_interval)
     ap.add_argument("--motion", default=TemporalSettings.motion, choices=("image", "off"), help="temporal.motion")
     ap.add_argument("--max-drift", type=float, default=TemporalSettings.max_drift, help="temporal.max_drift")
+    ap.add_argument("--partial-heads", action=argparse.BooleanOptionalAction, default=TemporalSettings.partial_heads,
+                    help="temporal.partial_heads of the temporal variants (the variant 'full heads' runs beside)")
     ap.add_argument("--sweep", nargs="*", default=["0.05:0.3:30", "0.1:0.3:30", "0.3:0.2:30", "0.2:0.3:10"],
                     metavar="T:C:K", help="more task + temporal settings (threshold:token cap:keyframe interval)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -83,6 +85,18 @@ def goals(seqs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({"sequence": key, "variant": name, "goal": "drift after 300 frames <= after 30",
                              "value": {t: [round(d["30"][t], 4), round(d["300"][t], 4)] for t in TASKS},
                              "met": no_worse})
+        full_heads = v.get("task + temporal, full heads")
+        if full_heads is not None:  # what the partial heads cost in accuracy and save in time, same encoder work
+            got = v["task + temporal"]
+            for t in TASKS:
+                a, b = got["headline"][t], full_heads["headline"][t]
+                worse = (a - b) / abs(b) if LOWER_IS_BETTER[t] else (b - a) / abs(b)
+                rows.append({"sequence": key, "variant": "task + temporal",
+                             "goal": f"partial heads: {t} {HEADLINE[t]} within 1% of full heads",
+                             "value": round(worse, 4), "met": worse <= GOALS["metric_rel"]})
+            rows.append({"sequence": key, "variant": "task + temporal", "goal": "partial heads: time vs full heads",
+                         "value": round(got["ms_median"] / full_heads["ms_median"], 3),
+                         "met": got["ms_median"] <= full_heads["ms_median"]})
         three = v["task + temporal"]["gmacs_per_frame"]
         rows.append({"sequence": key, "variant": "task + temporal", "goal": "3 tasks cost < base task alone per frame",
                      "value": round(three / base["gmacs_per_frame"], 3), "met": three < base["gmacs_per_frame"]})
@@ -139,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.checkpoint}: the shared engine needs a base task and sub-tasks")
     shared = loaded.shared.eval()
     temporal = TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval,
-                                motion=args.motion, max_drift=args.max_drift)
-    sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift)
+                                motion=args.motion, max_drift=args.max_drift, partial_heads=args.partial_heads)
+    sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift,
+                              partial_heads=args.partial_heads)
              for t, c, k in (v.split(":") for v in args.sweep)]
     vs = variants(temporal, sweep)
     seqs: dict[str, Any] = {}

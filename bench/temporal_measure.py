@@ -45,7 +45,8 @@ class Variant:
 
 def variants(temporal: TemporalSettings, sweep: list[TemporalSettings] = ()) -> list[Variant]:
     """Per-frame inference without and with task sharing, each with temporal sharing added, the base task alone,
-    task + temporal without motion compensation (``temporal.motion: off``) beside it,
+    task + temporal without motion compensation (``temporal.motion: off``) and with the full heads on every frame
+    (``temporal.partial_heads: off``) beside it,
     and task + temporal at the other settings of ``sweep`` (threshold / token cap / keyframe interval)."""
     node = (SharingSettings.threshold, SharingSettings.max_token_fraction)
     ref = "per frame, task sharing (node default)"
@@ -57,6 +58,7 @@ def variants(temporal: TemporalSettings, sweep: list[TemporalSettings] = ()) -> 
         Variant("task + temporal", TASKS, node, temporal, ref),
         Variant("task + temporal, no motion compensation", TASKS, node, dataclasses.replace(temporal, motion="off"),
                 ref),
+        Variant("task + temporal, full heads", TASKS, node, dataclasses.replace(temporal, partial_heads=False), ref),
         *(Variant(f"task + temporal {t.threshold:g} / {t.max_token_fraction:g} / {t.keyframe_interval}", TASKS, node,
                   t, ref) for t in sweep),
     ]

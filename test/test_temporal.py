@@ -127,7 +127,12 @@ def test_cache_memory_is_constant_over_a_long_stream(shared):
     n, c, depth = 15, CFG.embed_dim, CFG.depth
     streams = 3  # the base task and two stacked sub-tasks
     # inp, out, qkv per block and stream, and the base task's two activation norms per token, float32
-    assert sizes == {depth * (streams * n * (c + c + 3 * c) + 2 * n) * 4}
+    refs = depth * (streams * n * (c + c + 3 * c) + 2 * n) * 4
+    # the heads' last outputs (5 classes, depth, 3 normals at full size) and GroupNorm statistics (mean and 1/std
+    # per group of both stages: 8 groups for the base head, 2 x 8 for the grouped sub-task heads)
+    # the features each task's output read (both feature layers per token)
+    heads = (5 + 1 + 3) * CFG.img_size[0] * CFG.img_size[1] * 4 + (8 + 16) * 2 * 2 * 4 + 3 * n * 2 * c * 4
+    assert sizes == {refs + heads}
     assert cache.frames == 1000 and cache.keyframes == 20
 
 

@@ -180,6 +180,19 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
+NormFn = Callable[[int, torch.Tensor, int, torch.Tensor, torch.Tensor, float], torch.Tensor]
+"""How a head normalises its stage ``i`` (0: after ``up1``, 1: after ``up2``): ``norm(i, x, groups, weight, bias,
+eps)``. The default (``group_norm``) is GroupNorm over the whole map; temporal sharing passes one that records the
+statistics of a full map, or reuses them on a crop (``sharing/partial_heads.py``): a crop has no statistics of
+the map it is part of."""
+
+
+def group_norm(stage: int, x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor,
+               eps: float) -> torch.Tensor:
+    """``NormFn`` of plain GroupNorm (statistics of ``x`` itself)."""
+    return F.group_norm(x, groups, weight, bias, eps)
+
+
 def token_map(feats: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
     """Token features (B, N, C_i) concatenated as one channels-last (B, sum C_i, *grid) map: tokens are
     already pixel-major, so this is one concatenation and no transposition."""
@@ -223,17 +236,27 @@ class DenseHead(nn.Module):
             nn.init.zeros_(self.detail[-1].weight)
             nn.init.zeros_(self.detail[-1].bias)
 
-    def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], image: torch.Tensor) -> torch.Tensor:
-        """``image``: the model input (B, 3, H, W); sets the output size and feeds the detail branch."""
+    def forward(self, feats: list[torch.Tensor], grid: tuple[int, int], image: torch.Tensor,
+                norm: NormFn | None = None) -> torch.Tensor:
+        """``image``: the model input (B, 3, H, W); sets the output size and feeds the detail branch. ``norm``:
+        how the two GroupNorm stages normalise (``NormFn``; default: over the whole map, as the modules do)."""
         size = tuple(image.shape[-2:])
         # channels-last: the convolutions run ~15% faster on CPU (no layout reorders around oneDNN)
         x = self.fuse(token_map(feats, grid))
-        x = self.up1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        x = self._stage(self.up1, 0, F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), norm)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         if self.detail is not None:
             x = x + self.detail(image.contiguous(memory_format=torch.channels_last))
-        x = final_layout(self.out(self.up2(x)))
+        x = final_layout(self.out(self._stage(self.up2, 1, x, norm)))
         return self.activate(self.task, F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+
+    @staticmethod
+    def _stage(stage: nn.Sequential, i: int, x: torch.Tensor, norm: NormFn | None) -> torch.Tensor:
+        """Convolution, GroupNorm (its module, or ``norm`` with the module's parameters), GELU."""
+        if norm is None:
+            return stage(x)
+        conv, gn, act = stage
+        return act(norm(i, conv(x), gn.num_groups, gn.weight, gn.bias, gn.eps))
 
     @staticmethod
     def activate(task: str, x: torch.Tensor) -> torch.Tensor:

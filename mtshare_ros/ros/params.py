@@ -118,6 +118,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal.max_drift", float, _TEMPORAL.max_drift,
               "Keyframe when the measured drift (mean relative change of the tokens reusing their references, "
               "over tokens and blocks) exceeds this; keyframe_interval stays the upper bound.", range=(0.0, 10.0)),
+    ParamSpec("temporal.partial_heads", bool, _TEMPORAL.partial_heads,
+              "Between keyframes run each task's head only around the tokens whose features changed (crops, with "
+              "the GroupNorm statistics of the last full head run) and reuse its previous output elsewhere; off: "
+              "the full heads on every frame."),
     ParamSpec("temporal.max_stamp_gap", float, 0.5,
               "Seconds between input stamps above which the stream counts as broken (next frame: a keyframe); a "
               "stamp going backwards, another frame_id or image size break it too.", range=(0.0, 3600.0)),
@@ -203,6 +207,7 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         keyframe_interval=int(values["temporal.keyframe_interval"]),
         motion=str(values["temporal.motion"]),
         max_drift=float(values["temporal.max_drift"]),
+        partial_heads=bool(values["temporal.partial_heads"]),
     )
     return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
                          int(values["max_output_width"]), str(values["output_size"]), sharing, temporal)

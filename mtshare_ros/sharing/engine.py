@@ -32,7 +32,8 @@ What is exact and what is approximate:
 * With threshold 0 and ``max_token_fraction = 1`` every token is in ``S`` and the engine computes the
   dense sub-task model ``W_base + dW`` exactly (up to float rounding; tested to 1e-4 in fp32).
 * Embedding, final LayerNorm and heads run on all tokens for every task; sub-task heads of one layout
-  run together as grouped convolutions (``sharing/heads.py``), with the same outputs.
+  run together as grouped convolutions (``sharing/heads.py``), with the same outputs. Between keyframes of
+  temporal sharing the heads run only around the tokens that changed (``sharing/partial_heads.py``).
 * A sub-task with ``start_layer`` L > 0 shares the embedding and blocks 0..L-1 with the base outright
   (it stores nothing for them): it takes the base's activations at block L, exactly, at no cost.
 
@@ -65,6 +66,7 @@ from mtshare_ros.models.vit import DenseViT
 from mtshare_ros.sharing import block_ops, cost, motion
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
 from mtshare_ros.sharing.motion import entering, shift_grid
+from mtshare_ros.sharing.partial_heads import HeadGroup, run_heads
 from mtshare_ros.sharing.run import EngineRun, LayerRun, RunStats, summarize
 from mtshare_ros.sharing.subtask import SubTaskDelta
 from mtshare_ros.sharing.temporal import LayerCache, TemporalCache, TemporalSettings
@@ -123,6 +125,21 @@ class _TemporalStep:
     budget: int
     first_change: torch.Tensor | None = None  # block 0's input against its references (B, N), for the scene cut
     residual: list[torch.Tensor] = field(default_factory=list)  # per base block: the reused tokens' mean change
+    base_changed: list[torch.Tensor] = field(default_factory=list)  # per base block: its recomputed tokens (B, N)
+    # per block with sub-tasks stacked: their names and the tokens whose reference moved (T, B, N)
+    sub_moved: dict[int, tuple[tuple[str, ...], torch.Tensor]] = field(default_factory=dict)
+
+    def changed(self, tasks: list[str], last: int) -> dict[str, torch.Tensor]:
+        """Per task the tokens (B, N) whose features can differ from their last head run: recomputed (the base
+        task; a sub-task in the blocks it shares with it) or with a moved reference (a sub-task's own blocks) in
+        any block up to ``last``, the last feature layer."""
+        out = {}
+        for t in tasks:
+            masks = [self.sub_moved[li][1][self.sub_moved[li][0].index(t)]
+                     if li in self.sub_moved and t in self.sub_moved[li][0] else self.base_changed[li]
+                     for li in range(last + 1)]
+            out[t] = torch.stack(masks).any(0)
+        return out
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -240,17 +257,37 @@ class SharedMultiTaskModel(nn.Module):
         return stack_selections([select_tokens(score[i].detach(), thr[t], budget, sync_free, k, el[i])
                                  for i, t in enumerate(names)])
 
-    def _heads(self, feats: dict[str, list[torch.Tensor]], grid: tuple[int, int], x: torch.Tensor,
-               sub_names: list[str]) -> dict[str, torch.Tensor]:
-        """Every task's head; sub-task heads of one layout run as one grouped network (``sharing/heads.py``)."""
-        outputs = {self.base.task: self.base.head(feats[self.base.task], grid, x)}
+    def _head_groups(self, sub_names: list[str]) -> list[HeadGroup]:
+        """The heads as they run: the base task's; the sub-tasks' as one grouped network where they have one layout
+        (``sharing/heads.py``), else each its own."""
+        base = self.base
+        groups = [HeadGroup(base.task, (base.task,), lambda f, g, x, norm: [base.head(f[0], g, x, norm)])]
         heads = [self.subtasks[t].head for t in sub_names]
         if can_group(heads):
             grouped = self._cached(("heads", tuple(sub_names)), lambda: GroupedHeads(heads))
-            outputs.update(zip(sub_names, grouped.forward([feats[t] for t in sub_names], grid, x), strict=True))
+            groups.append(HeadGroup("+".join(sub_names), tuple(sub_names), grouped.forward))
         else:
-            outputs.update({t: self.subtasks[t].head(feats[t], grid, x) for t in sub_names})
-        return outputs
+            groups += [HeadGroup(t, (t,), lambda f, g, x, norm, h=h: [h(f[0], g, x, norm)])
+                       for t, h in zip(sub_names, heads, strict=True)]
+        return groups
+
+    def _heads(self, feats: dict[str, list[torch.Tensor]], grid: tuple[int, int], x: torch.Tensor,
+               sub_names: list[str], step: _TemporalStep | None = None, sync_free: bool = False,
+               changed: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, int] | None]:
+        """Every task's head output, and per task the tokens its head computed (None: every head on the full map).
+        With temporal sharing and ``partial_heads`` the heads run only around ``changed`` tokens between
+        keyframes (``sharing/partial_heads.py``; keyframes run them in full and refill their cache)."""
+        groups = self._head_groups(sub_names)
+        if step is not None and step.settings.partial_heads and not sync_free:
+            return run_heads(groups, feats, grid, x, step.cache.heads, None if step.keyframe else changed,
+                             step.settings.partial_heads_area,
+                             step.settings.partial_heads_threshold)
+        if step is not None:
+            step.cache.heads.clear()  # not kept up to date: nothing may reuse it later
+        outputs: dict[str, torch.Tensor] = {}
+        for g in groups:
+            outputs.update(zip(g.tasks, g.forward([feats[t] for t in g.tasks], grid, x, None), strict=True))
+        return outputs, None
 
     def head_macs(self, run: EngineRun) -> dict[str, int]:
         """One frame's head multiply-adds per task of ``run`` (counted once per task and input shape; the counts
@@ -409,7 +446,8 @@ class SharedMultiTaskModel(nn.Module):
                     own = block_ops.own_layer_norm(xt, self.subtasks[t], "norm", enc.norm.eps) if last else xt
                     feats[t].append(own)
                 fi += 1
-        result.outputs = self._heads(feats, grid, x, sub_names)
+        changed = step.changed(result.tasks, max(self.cfg.feature_layers)) if result.temporal else None
+        result.outputs, result.head_tokens = self._heads(feats, grid, x, sub_names, step, sync_free, changed)
         if step is not None:
             step.cache.stale = None  # every stale token was recomputed in every block (the keyframe test saw to it)
             if step.residual:
@@ -447,7 +485,8 @@ class SharedMultiTaskModel(nn.Module):
                     pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
                     if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
                         cache.realign(grid, step_tokens, pos_b,
-                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)))
+                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)),
+                                      keep_heads=temporal.partial_heads_shift)
                     else:  # the references' refreshed tokens already follow the scene better unshifted: wait
                         state.applied = (state.applied[0] - step_tokens[0], state.applied[1] - step_tokens[1])
             state.prev = g
@@ -522,6 +561,7 @@ class SharedMultiTaskModel(nn.Module):
                 ref.norms = (rows.kv.float().norm(dim=-1), fc1)
             y_b, norms = rows.out[0], ref.norms
         reused = ~selection_mask(sel, x_b.shape[1]).reshape(score.shape)
+        step.base_changed.append(~reused[0])
         step.residual.append(torch.where(reused, score, score.new_zeros(())).mean())
         layer.base_rows, layer.base_recomputed = x_b.shape[0] * sel.k, sel.valid.sum().reshape(1)
         layer.base_above = (score > step.settings.threshold).sum().reshape(1)
@@ -548,6 +588,7 @@ class SharedMultiTaskModel(nn.Module):
             moved_score = moved_score.masked_fill(step.cache.stale, float("inf"))
         moved = selection_mask(self._select(li, moved_score, names, t_thr, step.budget, sync_free), n)
         moved = moved.reshape(t_n, b, n)
+        step.sub_moved[li] = (tuple(names), moved)
         sel = self._select(li, share_score, names, thr, budget, sync_free, eligible=moved)
         m = moved.unsqueeze(-1)
         upd = torch.where(m, (y_b - x_b).unsqueeze(0), ref.out - ref.inp)

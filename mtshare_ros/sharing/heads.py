@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mtshare_ros.models.vit import DenseHead, final_layout, token_map
+from mtshare_ros.models.vit import DenseHead, NormFn, final_layout, group_norm, token_map
 
 
 def can_group(heads: list[DenseHead]) -> bool:
@@ -83,17 +83,19 @@ class GroupedHeads:
         return final_layout(torch.cat(ys, 1).view(b, h, w, -1).permute(0, 3, 1, 2))
 
     def forward(
-        self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor
+        self, feats: list[list[torch.Tensor]], grid: tuple[int, int], image: torch.Tensor, norm: NormFn | None = None
     ) -> list[torch.Tensor]:
-        """``feats[t]``: task ``t``'s encoder features, as ``DenseHead.forward`` takes them."""
+        """``feats[t]``: task ``t``'s encoder features, as ``DenseHead.forward`` takes them; ``norm`` as there (its
+        groups here are every task's: ``groups * len(heads)``, contiguous per task)."""
         g = self.groups
+        norm = norm or group_norm
 
         def conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor], groups: int, **kw) -> torch.Tensor:
             return F.conv2d(x, wb[0], wb[1], groups=groups, **kw)
 
         x = conv(token_map([f for fl in feats for f in fl], grid), self.fuse, g)  # channels-last, as DenseHead
         x = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), self.up1, g, padding=1)
-        x = F.gelu(F.group_norm(x, self.groups1, *self.norm1, self.eps[0]))
+        x = F.gelu(norm(0, x, self.groups1, *self.norm1, self.eps[0]))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         if self.detail is not None:
             image_cl = image.contiguous(memory_format=torch.channels_last)
@@ -101,7 +103,7 @@ class GroupedHeads:
             d = F.gelu(conv(d, self.detail[1], g, padding=1))
             x = x + conv(d, self.detail[2], g)
         x = conv(x, self.up2, g, padding=1)
-        x = F.gelu(F.group_norm(x, self.groups2, *self.norm2, self.eps[1]))
+        x = F.gelu(norm(1, x, self.groups2, *self.norm2, self.eps[1]))
         x = self._outputs(x)
         x = F.interpolate(x, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
         return [DenseHead.activate(t, y) for t, y in zip(self.tasks, x.split(self.out_channels, 1), strict=True)]

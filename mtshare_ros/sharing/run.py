@@ -61,6 +61,7 @@ class EngineRun:
     scores: dict[str, list[torch.Tensor]] | None = None
     temporal: bool = False  # a frame between keyframes of temporal sharing
     keyframe: bool = False  # a keyframe of temporal sharing (per-frame inference that refills the cache)
+    head_tokens: dict[str, int] | None = None  # per task the tokens its head computed (partial heads); None: all
 
     @property
     def tasks(self) -> list[str]:
@@ -109,7 +110,8 @@ class RunStats:
 
 
 def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats:
-    """``RunStats`` of ``run`` on ``model`` (a ``SharedMultiTaskModel``); ``head_macs`` {task: one frame's head}.
+    """``RunStats`` of ``run`` on ``model`` (a ``SharedMultiTaskModel``); ``head_macs`` {task: one frame's full head},
+    of which a partial head run (``run.head_tokens``) executed its share of the tokens.
     One device read: the recomputed-token counts."""
     enc = model.base.encoder
     b, n = run.frames, run.tokens
@@ -126,10 +128,12 @@ def summarize(model: Any, run: EngineRun, head_macs: dict[str, int]) -> RunStats
                 entry[t] += cost.block_macs(blk, layer.rows, n) if layer.rows else 0
                 entry[t] += cost.score_macs(li, model.subtasks[t], b * n, c) if layer.scored else 0
         per_layer.append(entry)
-    macs = {base: cost.patch_embed_macs(model.base, b * n) + head_macs[base] * b}
+    # a head's multiply-adds are a fixed multiple of the token area it runs on (every layer's output is)
+    heads = head_macs if run.head_tokens is None else {t: head_macs[t] * run.head_tokens[t] // n for t in run.tasks}
+    macs = {base: cost.patch_embed_macs(model.base, b * n) + heads[base] * b}
     for t in run.subtasks:
         own_embed = cost.subtask_embed_macs(model.base, model.subtasks[t], b * n) if t in run.embedded else 0
-        macs[t] = own_embed + head_macs[t] * b
+        macs[t] = own_embed + heads[t] * b
     for entry in per_layer:
         for t, m in entry.items():
             macs[t] += m

@@ -38,6 +38,10 @@ view after a motion realignment (``motion.py``) exceed the token cap;
 and when the tokens that changed beyond the threshold but were left out by the
 token cap add up, since the last keyframe, to more than ``max_deferred`` of the tokens (their error is no
 longer bounded by the threshold).
+
+The heads follow the changed tokens too (``partial_heads``, on by default): between keyframes each head runs
+on crops around the tokens whose features changed and reuses its previous output elsewhere
+(``partial_heads.py`` says what is exact there).
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ from dataclasses import dataclass
 import torch
 
 from mtshare_ros.sharing.motion import MotionState, entering, shift_grid
+from mtshare_ros.sharing.partial_heads import FULL_AREA, HeadCache
 
 
 @dataclass(frozen=True)
 class TemporalSettings:
     """How the engine reuses the previous frames of a stream. ``threshold`` is a relative change of a token's
-    block input; ``max_token_fraction`` caps the tokens recomputed per block and frame."""
+    block input; ``max_token_fraction`` caps the tokens recomputed per block and frame; ``partial_heads`` runs the
+    heads between keyframes only around the tokens that changed (``partial_heads.py``), else in full."""
 
     enabled: bool = False
     threshold: float = 0.2
@@ -62,6 +68,13 @@ class TemporalSettings:
     max_deferred: float = 0.5
     motion: str = "image"
     max_drift: float = 0.1
+    partial_heads: bool = True
+    partial_heads_area: float = FULL_AREA  # crops covering more of the token map: the full head instead
+    # reuse head outputs moved with a motion realignment (exact on whole-token shifts of a static scene); off: a
+    # realigned frame runs the full heads (the safe choice; the moved outputs skip one frame's drift test)
+    partial_heads_shift: bool = False
+    # relative change of a token's features (all feature layers) since its cached head output that recomputes it
+    partial_heads_threshold: float = 0.05
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
@@ -115,6 +128,7 @@ class TemporalCache:
         self.drift = 0.0  # the last frame's drift estimate (mean relative change of the reused tokens)
         self.motion = MotionState()
         self.stale: torch.Tensor | None = None  # (N,) tokens without a reference after a realignment
+        self.heads = HeadCache()  # the heads' last outputs and statistics (partial heads)
         self._force = True
 
     def reset(self) -> None:
@@ -125,21 +139,28 @@ class TemporalCache:
         self.deferred = 0.0
         self.drift = 0.0
         self.stale = None
+        self.heads.clear()
         self.motion.restart(None)
 
     def nbytes(self) -> int:
-        return sum(c.nbytes() for c in self.base) + sum(c.nbytes() for c in self.sub if c is not None)
+        return (sum(c.nbytes() for c in self.base) + sum(c.nbytes() for c in self.sub if c is not None)
+                + self.heads.nbytes())
 
     def realign(self, grid: tuple[int, int], shift: tuple[int, int], pos_base: torch.Tensor,
-                pos_sub: list[torch.Tensor | None]) -> None:
+                pos_sub: list[torch.Tensor | None], keep_heads: bool = False) -> None:
         """Move every block's references by ``shift`` tokens (``motion.py``); the positions without a source
         become ``stale`` (recomputed in every block of this frame). ``pos_base`` (1, N, C) and per block the
-        stacked sub-tasks' position tables (S, 1, N, C) (None where the block has no sub-task cache)."""
+        stacked sub-tasks' position tables (S, 1, N, C) (None where the block has no sub-task cache). ``keep_heads``:
+        move the cached head outputs too (``partial_heads_shift``), else drop them (the next heads run in full)."""
         for ref in self.base:
             ref.shift(grid, shift, pos_base[None])
         for ref, pos in zip(self.sub, pos_sub, strict=True):
             if ref is not None:
                 ref.shift(grid, shift, pos)
+        if keep_heads:
+            self.heads.shift(grid, shift)
+        else:
+            self.heads.clear()
         new = entering(grid, shift, pos_base.device)
         self.stale = new if self.stale is None else self.stale | new
 
@@ -173,6 +194,7 @@ class TemporalCache:
             self.deferred = 0.0
             self.drift = 0.0
             self.stale = None
+            self.heads.clear()
             self._force = False
         else:
             self.frames_since_keyframe += 1
