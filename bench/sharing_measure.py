@@ -90,9 +90,14 @@ def load_eval_samples(root: Path, split: str, size: tuple[int, int], n: int) -> 
 
 
 def load_trained_shared(
-    source: str, checkpoint: str, models: dict[str, DenseViT], ckpt_name: str
+    source: str, checkpoint: str, models: dict[str, DenseViT], ckpt_name: str,
+    multitask_base: DenseViT | None = None,
 ) -> tuple[SharedMultiTaskModel | None, str | None]:
-    """The trained sub-tasks (``--shared``) on the benchmark's own base model, with a note on their origin."""
+    """The trained sub-tasks (``--shared``) on the benchmark's own base model, with a note on their origin.
+
+    Sub-tasks trained on the multi-task base (share-train step ``budget`` from ``multitask.pt``) keep that base
+    when it is the segmentation model of ``--multitask`` (``multitask_base``): their heads-only point is then the
+    multi-task model itself, which is what they are compared with."""
     if source == "none":
         return None, None
     if source == "default":  # the trained sub-task files beside the checkpoint (the shipped ones for the default)
@@ -116,8 +121,12 @@ def load_trained_shared(
         ", ".join(f"{k} {v['history'][-1]['step']} steps" for k, v in steps.items() if v.get("history"))
         or "(no training record)"
     )
-    if base_fingerprint(trained.base) != base_fingerprint(models["segmentation"]):
-        raise SystemExit(f"{source}: its base is not the segmentation model of {ckpt_name}")
+    fingerprint = base_fingerprint(trained.base)
+    if multitask_base is not None and fingerprint == base_fingerprint(multitask_base):
+        trained.base = multitask_base
+        return trained.eval(), note + "; base: the multi-task model's segmentation model"
+    if fingerprint != base_fingerprint(models["segmentation"]):
+        raise SystemExit(f"{source}: its base is not the segmentation model of {ckpt_name} (nor of --multitask)")
     trained.base = models["segmentation"]  # one base module for every variant
     return trained.eval(), note
 

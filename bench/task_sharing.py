@@ -16,13 +16,16 @@ three heads; ``--multitask CKPT``, a checkpoint of ``mtshare train ... train.sha
 trained sub-tasks with nothing recomputed (their heads on the base encoder's features); a verdict says whether the
 engine at the node default earns its place against them. A table compares the delta structures (storage,
 reconstruction error, time of one layer).
-Writes bench/results/task_sharing.{json,md} (``--out``), each with the record of the machine it ran on
+Writes bench/results/task_sharing.{json,md} and the Pareto plot task_sharing_pareto.png (``--out``; MACs against
+each sub-task's error, bench/sharing_pareto.py), each with the record of the machine it ran on
 (bench/environment.py). This file is the command line: arguments, the order of the steps, writing the
 result; what is measured is bench/sharing_measure.py, the goals and the Markdown bench/sharing_report.py.
 
     .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results; ~20 min on 2 cores)
     .venv/bin/python bench/task_sharing.py --quick    # smoke run (few frames, samples and toy steps)
     .venv/bin/python bench/task_sharing.py --threads 2 --multitask runs/multitask/model.pt  # with baseline (a)
+    .venv/bin/python bench/task_sharing.py --threads 2 --shared runs/shared/mt_budget_normals.pt \
+        --multitask mtshare_ros/weights/multitask.pt  # sub-tasks on the multi-task base, swept
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import torch
 
 # bench/ is not a package: run as ``python bench/task_sharing.py`` its siblings import through sys.path[0]
 # (this file's directory, wherever the command runs from)
+from sharing_pareto import write_pareto_png
+
 from environment import environment_record
 from sharing_measure import (
     NODE_DEFAULT,
@@ -77,8 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--shared-settings",
         nargs="+",
-        default=["0:1", "0.05:0.5", "0.05:0.3", "0.05:0.2", "{}:{}".format(*NODE_DEFAULT), "1000:1"],
-        help="threshold:max_token_fraction pairs for the trained sub-tasks (1000:1 = nothing recomputed)",
+        default=[
+            "0:1", "0:0.3", "0:0.2", "0:0.1", "0:0.05", "0.05:0.5", "0.05:0.3", "0.05:0.2",
+            "{}:{}".format(*NODE_DEFAULT), "1000:1",
+        ],
+        help="threshold:max_token_fraction pairs for the trained sub-tasks (1000:1 = nothing recomputed; "
+        "threshold 0 = exactly the cap's top-k, the budget step's training setting): the Pareto sweep",
     )
     ap.add_argument(
         "--data-root",
@@ -147,8 +156,10 @@ def run_main_setting(args: argparse.Namespace, argv: list[str] | None) -> dict[s
     models, ckpt_name, trained = load_independent_models(args.checkpoint)
     cfg = models["segmentation"].cfg
     compress_args = {"rank": args.rank, "density": args.density, "row_fraction": args.row_fraction}
-    trained_shared, shared_note = load_trained_shared(args.shared, args.checkpoint, models, ckpt_name)
     mt_models, mt_note = load_multitask(args.multitask, cfg) if args.multitask else (None, None)
+    trained_shared, shared_note = load_trained_shared(
+        args.shared, args.checkpoint, models, ckpt_name, mt_models["segmentation"] if mt_models else None
+    )
     variants, modules = main_variants(
         models,
         args.delta,
@@ -215,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     def write() -> None:
         out.with_suffix(".json").write_text(json.dumps(result, indent=1))
         out.with_suffix(".md").write_text(markdown(result))
-        log.info("wrote %s.json and .md", out)
+        png = write_pareto_png(result["variants"], out.with_name(out.name + "_pareto.png"))
+        log.info("wrote %s.json, .md and %s", out, png.name)
 
     write()  # the main setting survives an interrupted toy run
     log.info("verdict: %s", result["verdict"]["summary"])

@@ -3,9 +3,14 @@
     python -m mtshare_ros.training.share_train_cli --config config/train/shared_step1_l1.yaml task=depth
 
 Step ``l1`` starts the sub-task from the base weights of a dense checkpoint (or adds it to the shared
-checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``. The result is a shared
-checkpoint at ``out`` holding the base and every sub-task of ``init`` plus this one. ``{task}`` in
-``init`` / ``out`` is replaced by the task name.
+checkpoint ``init``); ``pattern`` and ``activation`` continue from ``init``; ``budget`` does either (when
+``init`` has no sub-task of the task, it starts one as ``l1`` does, and only then reads ``head_init``).
+From a multi-task checkpoint (``base_checkpoint`` and ``head_init`` both ``mtshare_ros/weights/multitask.pt``),
+the base is its segmentation model and the sub-task is the same encoder with ``dW = 0`` and the multi-task
+model's head: recomputing nothing is the multi-task model, and every recomputed token can only add what training
+makes it add (``config/train/shared_mt_budget_*.yaml``).
+The result is a shared checkpoint at ``out`` holding the base and every sub-task of ``init`` plus this one.
+``{task}`` in ``init`` / ``out`` is replaced by the task name.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
         "lr": 2.0e-4,
         "penalty_weight": 0.0,
         "distill_weight": 1.0,
+        "head_lr": None,  # learning rate of the sub-task's head (None: lr)
         "threshold": 0.1,
         "max_token_fraction": 1.0,
         "crop": None,
@@ -112,10 +118,11 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
         raise ShareConfigError(f"step {cfg['step']!r} must be one of {STEPS}")
     if cfg["delta"] not in DELTA_KINDS or cfg["delta"] in ("zero", "dense"):
         raise ShareConfigError(f"delta {cfg['delta']!r} must be one of sparse, rows, lowrank")
-    if cfg["step"] != "l1" and not cfg["init"]:
+    if cfg["step"] not in ("l1", "budget") and not cfg["init"]:
         raise ShareConfigError(f"step {cfg['step']!r} continues a shared checkpoint: set 'init'")
-    if cfg["step"] != "l1" and cfg["head_init"]:
-        raise ShareConfigError("head_init: only step l1 creates a head; later steps continue the one they load")
+    if cfg["head_init"] and cfg["step"] not in ("l1", "budget"):
+        raise ShareConfigError("head_init: only step l1 (or budget, when it creates the sub-task) creates a head; "
+                               "later steps continue the one they load")
     if cfg["grow"] is not None:
         grow = cfg["grow"]
         if cfg["step"] == "l1" or not isinstance(grow, dict) or not grow or set(grow) - {"rank", "start_layer"}:
@@ -123,6 +130,8 @@ def load_share_config(path: str | None, overrides: list[str]) -> dict[str, Any]:
         if any(not isinstance(v, int) or v < 0 for v in grow.values()):
             raise ShareConfigError(f"grow: rank and start_layer must be non-negative integers, got {grow!r}")
     t = cfg["train"]
+    if t["head_lr"] is not None:
+        t["head_lr"] = float(t["head_lr"])
     for key in ("lr", "penalty_weight", "distill_weight", "threshold", "max_token_fraction"):
         t[key] = float(t[key])
     for key in ("steps", "batch_size", "log_every"):
@@ -159,7 +168,8 @@ def build_model(cfg: dict[str, Any]) -> tuple[SharedMultiTaskModel, list[str], d
         loaded = load_models(cfg["base_checkpoint"], tasks=[cfg["base_task"]], shared=False)
         shared, meta = SharedMultiTaskModel(loaded.dense[cfg["base_task"]], {}), loaded.meta
         names = list(meta["class_names"])
-    if cfg["step"] == "l1":
+    creates = cfg["step"] == "l1" or (cfg["step"] == "budget" and cfg["task"] not in shared.subtasks)
+    if creates:
         shared.set_subtask(subtask_from_base(
             shared.base, task, cfg["delta"], cfg["rank"], cfg["train"]["seed"], cfg["start_layer"], cfg["head_channels"]
         ))
@@ -236,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         augment=t["batch_augment"],
         teacher=teacher,
         distill_weight=t["distill_weight"],
+        head_lr=t["head_lr"],
     )
     st = shared.subtasks[cfg["task"]]
     prov = {"config": cfg, "history": history, "delta_sparsity": delta_sparsity(st), "storage": st.storage()}

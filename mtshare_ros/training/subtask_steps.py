@@ -9,6 +9,13 @@
 * ``activation`` (step 3): the sub-task trains *with token skipping on* (its threshold and token cap),
   plus a penalty on the relative activation deltas ``|x_sub - x_base| / |x_base|`` of every layer, so
   that fewer tokens exceed the threshold while the loss holds.
+* ``budget`` (step 3 at the deployed budget): the sub-task trains with exactly the tokens the node recomputes
+  at its cap (top-k of the token scores per frame and layer, ``k = ceil(max_token_fraction * N)``, threshold 0),
+  and the activation penalty falls only on the tokens *outside* the top-k (those the node would leave to the
+  base's result). Why: under ``activation`` the penalty falls on every token, so from a base whose heads-only
+  output is already good (the multi-task model) the deltas train down to zero and nothing is recomputed; here
+  the k recomputed tokens are free to change as much as the loss asks, so they buy accuracy. Which tokens are
+  chosen is not differentiable (a top-k gather); the deltas get their gradients through the chosen rows.
 
 The base model is frozen throughout. Every step reads and writes a shared checkpoint
 (``mtshare_ros/sharing/checkpoint.py``); step 1 reads the dense checkpoint holding the base task.
@@ -30,6 +37,7 @@ from mtshare_ros.models.vit import DenseViT
 from mtshare_ros.sharing.deltas import DenseDelta, LowRankDelta, ZeroDelta, compress
 from mtshare_ros.sharing.engine import SharedMultiTaskModel
 from mtshare_ros.sharing.subtask import SubTaskDelta, matrix_view, owned
+from mtshare_ros.sharing.tokens import token_budget
 from mtshare_ros.training.distributed import DistInfo
 from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.losses import as_target, task_loss
@@ -37,7 +45,7 @@ from mtshare_ros.training.trainer import batch_augment
 
 log = logging.getLogger(__name__)
 
-STEPS = ("l1", "pattern", "activation")
+STEPS = ("l1", "pattern", "activation", "budget")
 
 
 def _fresh_lowrank(name: str, p: torch.Tensor, rank: int, g: torch.Generator) -> LowRankDelta:
@@ -150,6 +158,28 @@ def delta_penalty(st: SubTaskDelta, delta: str) -> torch.Tensor:
     return torch.stack(terms).sum() / count
 
 
+def penalty_above_budget(scores: list[torch.Tensor], budget: int) -> torch.Tensor:
+    """Mean relative activation delta of the tokens outside each frame's top-``budget`` scores, over layers.
+
+    ``scores``: one (B, N) tensor per scored block. The top-``budget`` tokens are those the node recomputes at its
+    cap, so their change is what the sub-task is for and is not penalised; the rest fall back to the base's
+    activations at deployment, so their change is what the penalty pushes down (the error of falling back).
+    """
+    terms = []
+    for s in scores:
+        n = s.shape[1]
+        k = min(budget, n)
+        if k >= n:
+            continue
+        keep = torch.ones_like(s, dtype=torch.bool)
+        if k > 0:
+            keep.scatter_(1, s.detach().topk(k, dim=1).indices, False)
+        terms.append(s[keep].mean())
+    if not terms:
+        return scores[0].new_zeros(()) if scores else torch.zeros(())
+    return torch.stack(terms).mean()
+
+
 def _crop(batch: dict[str, Any], crop: tuple[int, int] | None, patch: int, g: torch.Generator):
     """A random patch-aligned crop of the batch and its patch offset (None: full frames)."""
     image = batch["image"]
@@ -180,6 +210,7 @@ def train_subtask(
     augment: dict[str, Any] | None = None,
     teacher: nn.Module | None = None,
     distill_weight: float = 1.0,
+    head_lr: float | None = None,
 ) -> list[dict[str, float]]:
     """Train ``shared.subtasks[task]`` for ``steps`` optimiser steps of the given method step.
 
@@ -188,6 +219,9 @@ def train_subtask(
     ``teacher``: a dense model of the task (typically its independent model) whose output is a second target,
     weighted ``distill_weight``, with the task's own loss: the sub-task's metric is judged against that
     model, and its output is a denser, learnable target on every pixel (no invalid ones) and every frame.
+    ``head_lr``: learning rate of the sub-task's head (default ``lr``): a head started from a trained model
+    (``head_init``) wants a smaller step than fresh deltas. Step ``budget`` ignores ``threshold``: it recomputes
+    exactly the top ``max_token_fraction`` of the tokens, as the node does at its cap.
     Returns the logged history (loss, penalty, recomputed fraction).
     """
     if step not in STEPS:
@@ -197,7 +231,12 @@ def train_subtask(
         p.requires_grad_(False)
     st = shared.subtasks[task]
     params = [p for p in st.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    head_ids = {id(p) for p in st.head.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in head_ids], "lr": lr},
+        {"params": [p for p in params if id(p) in head_ids], "lr": lr if head_lr is None else head_lr},
+    ]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min(1.0, (i + 1) / max(1, steps // 20)) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
     )
@@ -206,7 +245,8 @@ def train_subtask(
     g = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     t0 = time.monotonic()
-    gate = step == "activation"
+    at_budget = step == "budget"
+    gate = step == "activation" or at_budget
     for i in range(steps):
         batch, offset = _crop(next(batches), crop, shared.cfg.patch_size, g)
         image, target = batch["image"].to(device), {task: batch[task].to(device)}
@@ -217,7 +257,7 @@ def train_subtask(
         x = normalise(image)
         run = shared.run(
             x,
-            thresholds=threshold if gate else 0.0,
+            thresholds=threshold if step == "activation" else 0.0,
             max_token_fraction=max_token_fraction if gate else 1.0,
             tasks=[task],
             offset=offset,
@@ -232,6 +272,8 @@ def train_subtask(
             loss = loss + distill_weight * soft_sum / soft_count.clamp_min(1)
         if step == "l1":
             pen = delta_penalty(st, delta)
+        elif at_budget and run.scores[task]:
+            pen = penalty_above_budget(run.scores[task], token_budget(run.tokens, max_token_fraction))
         elif gate and run.scores[task]:
             pen = torch.stack([s.mean() for s in run.scores[task]]).mean()
         else:
@@ -280,5 +322,6 @@ def delta_sparsity(st: SubTaskDelta, eps: float = 1e-8) -> float:
 
 
 __all__ = [
-    "STEPS", "delta_penalty", "delta_sparsity", "fix_pattern", "grow_subtask", "subtask_from_base", "train_subtask"
+    "STEPS", "delta_penalty", "delta_sparsity", "fix_pattern", "grow_subtask", "penalty_above_budget",
+    "subtask_from_base", "train_subtask",
 ]
