@@ -24,7 +24,6 @@ Writes bench/results/<out>.{json,md} with the torch version and CPU capability (
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import statistics
@@ -47,7 +46,7 @@ from mtshare_ros.sharing.loader import load_models
 from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.metrics import build_metrics
 
-from environment import environment_line, environment_record
+from environment import environment_line, environment_record, write_result
 from sharing_measure import HEADLINE, TASKS, load_eval_samples
 
 log = logging.getLogger("backends")
@@ -339,11 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     entry["accuracy"] = acc[r.name]
                 out.append(entry)
             result["sizes"][key] = out
-    res_dir = ROOT / "bench" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (res_dir / f"{args.out}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.out, result, markdown(result))
     return 0
 
 

@@ -8,6 +8,7 @@ the key ``environment`` of its JSON and shows ``environment_line()`` in its Mark
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -59,3 +60,12 @@ def environment_line(env: dict[str, Any] | None) -> str:
         f"{cpus}, {env['torch_threads']} torch threads, CUDA: {env['cuda_device'] or 'none'}, "
         f"Python {env['python']}, {env['platform']}"
     )
+
+
+def write_result(name: str, result: dict[str, Any], markdown: str, out_dir: Path | None = None) -> None:
+    """``<out_dir>/<name>.json`` and ``.md`` (default bench/results/), and the Markdown on stdout."""
+    out = out_dir or Path(__file__).resolve().parent / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

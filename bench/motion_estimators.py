@@ -26,7 +26,6 @@ bench/results/motion_estimators.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -43,7 +42,7 @@ from mtshare_ros.data.renderer import Frame
 from mtshare_ros.data.synthetic import ROOM_SEED_STRIDE
 from mtshare_ros.sharing.motion import estimate_shift, grey
 
-from environment import environment_line, environment_record
+from environment import environment_line, environment_record, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 HALF_PATCH = 8.0
@@ -164,11 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     r = {"environment": environment_record(), "frames": args.frames, "fps": args.fps, "seed": args.seed,
          "command": " ".join(["bench/motion_estimators.py", *(argv if argv is not None else sys.argv[1:])]),
          "motions": {k: measure(k, args.frames, args.fps, args.seed) for k in args.kinds}}
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.out}.json").write_text(json.dumps(r, indent=2) + "\n")
-    (out / f"{args.out}.md").write_text(markdown(r))
-    print(markdown(r))
+    write_result(args.out, r, markdown(r))
     return 0
 
 
