@@ -167,18 +167,23 @@ def test_a_4096x3072_frame_reaches_the_node(rig):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def assert_configure_failed(r: Rig, reason: str) -> None:
+    """Configure failed with ``reason`` logged at ERROR; the process runs on, unconfigured."""
+    assert spin_until(r.ex, lambda: "configure failed" in r.log.read_text(), 120), r.log.read_text()[-2000:]
+    log = r.log.read_text()
+    assert "[ERROR]" in log and reason in log, log[-2000:]
+    state = r.call(GetState, "get_state", GetState.Request())
+    assert state.current_state.label == "unconfigured"
+    assert r.proc.poll() is None
+
+
 def test_cuda_asked_for_without_cuda_fails_clearly_and_the_node_stays_up(ros_session, tmp_path):
     """``device: cuda`` is strict (a robot set up for a GPU must not quietly run on the CPU): configure fails
     with the reason through the node's logger, the process keeps running, unconfigured, and serves nothing;
     ``device: auto`` (the shipped default, tested everywhere else) runs on the CPU."""
     r = Rig("/mtshare_cuda", tmp_path, extra_args=["-p", "device:=cuda"])
     try:
-        assert spin_until(r.ex, lambda: "configure failed" in r.log.read_text(), 120), r.log.read_text()[-2000:]
-        log = r.log.read_text()
-        assert "[ERROR]" in log and "device 'cuda' requested but CUDA is not available" in log, log[-2000:]
-        state = r.call(GetState, "get_state", GetState.Request())
-        assert state.current_state.label == "unconfigured"
-        assert r.proc.poll() is None
+        assert_configure_failed(r, "device 'cuda' requested but CUDA is not available")
         r.cam.publish(scene(20), frame_id="nocuda")
         r.spin(1.0)
         assert not r.frames_with("segmentation", "nocuda")
@@ -260,11 +265,6 @@ def test_backend_onnxruntime_without_onnxruntime_fails_configure_clearly_and_the
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site.parent), os.environ.get("PYTHONPATH")])))
     r = Rig("/mtshare_noort", tmp_path, extra_args=["-p", "backend:=onnxruntime"])
     try:
-        assert spin_until(r.ex, lambda: "configure failed" in r.log.read_text(), 120), r.log.read_text()[-2000:]
-        log = r.log.read_text()
-        assert "[ERROR]" in log and "the onnxruntime package is not installed" in log, log[-2000:]
-        state = r.call(GetState, "get_state", GetState.Request())
-        assert state.current_state.label == "unconfigured"
-        assert r.proc.poll() is None
+        assert_configure_failed(r, "the onnxruntime package is not installed")
     finally:
         r.close()
