@@ -21,11 +21,6 @@ _ENCODINGS = {
 _POINTFIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): PointField.UINT32}
 
 
-def stamp_seconds(stamp) -> float:
-    """A builtin_interfaces/Time as float seconds (the stamps the frame pipeline and the TF buffer use)."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def _as_byte_array(arr: np.ndarray) -> array.array:
     """Fast path for uint8[] message fields: assigning bytes would check every element in Python."""
     out = array.array("B")

@@ -45,7 +45,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from mtshare_ros.ros import params  # noqa: E402
-from mtshare_ros.ros.conversions import camera_model, image_to_rgb, stamp_seconds  # noqa: E402
+from mtshare_ros.ros.conversions import camera_model, image_to_rgb  # noqa: E402
 from mtshare_ros.ros.publish import OutputPublishers  # noqa: E402
 from mtshare_ros.ros.resources import use_fastdds_profile  # noqa: E402
 from mtshare_ros.ros.tf_listener import TfListener  # noqa: E402
@@ -57,6 +57,7 @@ from mtshare_ros.runtime.pipeline import CameraPipeline, Job, infer_together  # 
 from mtshare_ros.runtime.predictor import Predictor  # noqa: E402
 from mtshare_ros.runtime.rates import RollingStats  # noqa: E402
 from mtshare_ros.runtime.settings import FrameSettings  # noqa: E402
+from mtshare_ros.runtime.stream import stamp_seconds  # noqa: E402
 from mtshare_ros.runtime.tf_motion import TransformBuffer  # noqa: E402
 
 NODE_NAME = "mtshare"

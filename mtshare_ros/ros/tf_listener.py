@@ -14,8 +14,7 @@ from collections.abc import Callable
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from mtshare_ros.ros.conversions import stamp_seconds
-from mtshare_ros.runtime.tf_motion import Transform, TransformBuffer
+from mtshare_ros.runtime.tf_motion import TransformBuffer
 
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
@@ -39,15 +38,9 @@ class TfListener:
         self._node = node
 
     def _on_tf(self, msg, static: bool) -> None:
-        for t in msg.transforms:
-            r, p = t.transform.rotation, t.transform.translation
-            try:
-                value = Transform.of((r.x, r.y, r.z, r.w), (p.x, p.y, p.z))
-            except ValueError as exc:
-                self._warn(f"{'/tf_static' if static else '/tf'}: transform {t.header.frame_id} <- "
-                           f"{t.child_frame_id} dropped: {exc}", f"tf bad {t.header.frame_id} {t.child_frame_id}")
-                continue
-            self.buffer.set(t.header.frame_id, t.child_frame_id, stamp_seconds(t.header.stamp), value, static)
+        topic = "/tf_static" if static else "/tf"
+        for link, why in self.buffer.add_message(msg, static):
+            self._warn(f"{topic}: transform {link} dropped: {why}", f"{topic} {link}")
 
     def destroy(self) -> None:
         for sub in self._subs:

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtshare_ros.runtime.stream import stamp_seconds
+
 CACHE_SECONDS = 10.0
 """History kept per link, in seconds behind its newest sample (tf2's default)."""
 
@@ -51,8 +53,9 @@ NOMINAL_DEPTH = 3.0
 """Metres to the scene for the parallax of a translating camera when no depth of the reference frame is at hand
 (the model's depth task off): a room's typical distance."""
 
-STAMP_TOLERANCE = 1e-9
-"""Seconds within which two stamps are the same (stamps pass through float seconds)."""
+STAMP_TOLERANCE = 1e-6
+"""Seconds within which two stamps are the same: stamps pass through float seconds, which resolve an epoch stamp
+(1.7e9 s) to 0.24 us, so one stamp computed two ways (sec + nanosec / 1e9, ns / 1e9) may differ by that."""
 
 
 LOOKUP_TIMEOUT = 0.05
@@ -158,8 +161,8 @@ class _Link:
         if self.static:
             self.stamps, self.values = [stamp], [value]
             return
-        i = bisect.bisect_left(self.stamps, stamp)
-        if i < len(self.stamps) and abs(self.stamps[i] - stamp) <= STAMP_TOLERANCE:
+        i = bisect.bisect_left(self.stamps, stamp - STAMP_TOLERANCE)
+        if i < len(self.stamps) and abs(self.stamps[i] - stamp) <= STAMP_TOLERANCE:  # the same stamp again
             self.values[i] = value
         else:
             self.stamps.insert(i, stamp)
@@ -203,6 +206,20 @@ class TransformBuffer:
                 link = self._links[child] = _Link(parent, static)
             link.add(stamp, transform, self.cache_seconds)
             self._changed.notify_all()
+
+    def add_message(self, msg, static: bool = False) -> list[str]:
+        """Record a tf2_msgs/TFMessage (rclpy's or a bag reader's: any object with its fields); returns the
+        transforms dropped, as ('parent <- child', why) (a quaternion that is not a rotation)."""
+        dropped = []
+        for t in msg.transforms:
+            r, p = t.transform.rotation, t.transform.translation
+            try:
+                value = Transform.of((r.x, r.y, r.z, r.w), (p.x, p.y, p.z))
+            except ValueError as exc:
+                dropped.append((f"{t.header.frame_id} <- {t.child_frame_id}", str(exc)))
+                continue
+            self.set(t.header.frame_id, t.child_frame_id, stamp_seconds(t.header.stamp), value, static)
+        return dropped
 
     def frames(self) -> set[str]:
         with self._changed:
