@@ -13,15 +13,15 @@ frames it could.
 
 from __future__ import annotations
 
-import time
 import sys
+import time
 from typing import Any
 
 from tqdm import tqdm
 
+from mtshare_ros.data.bag import _typestore
 from mtshare_ros.replay import params as replay_params
 from mtshare_ros.replay.evaluation import summarize
-from mtshare_ros.data.bag import _typestore
 from mtshare_ros.replay.frames import read_frames
 from mtshare_ros.replay.outbag import OutputBag
 from mtshare_ros.replay.sink import Sink
