@@ -14,13 +14,12 @@ from rclpy.time import Time
 from test_node_e2e import Rig
 from test_node_temporal import FPS, _diagnostics, _send
 from test_tf_motion import _from_matrix
+from tf2_msgs.msg import TFMessage  # a ROS install has it; `make venv` builds it (scripts/build_tf2_msgs.py)
 
 from mtshare_ros.data.motion import render_motion
 from mtshare_ros.runtime.camera import CameraModel, scale_camera
 from mtshare_ros.runtime.tf_motion import Transform as Rigid
 from mtshare_ros.runtime.tf_motion import image_shift, relative_pose
-
-tf2_msgs = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs: `make venv` builds it (scripts/build_tf2_msgs.py)")
 
 FRAMES = 6
 CAMERA = "cam"  # the frame_id test_node_temporal._send stamps the images with
@@ -47,17 +46,17 @@ class TfPublisher:
     """The robot's TF: odom -> base_link on /tf per frame, base_link -> camera once on /tf_static (latched)."""
 
     def __init__(self, rig: Rig) -> None:
-        self.dynamic = rig.node.create_publisher(tf2_msgs.TFMessage, "/tf", QoSProfile(
+        self.dynamic = rig.node.create_publisher(TFMessage, "/tf", QoSProfile(
             depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        static = rig.node.create_publisher(tf2_msgs.TFMessage, "/tf_static", QoSProfile(
+        static = rig.node.create_publisher(TFMessage, "/tf_static", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        static.publish(tf2_msgs.TFMessage(transforms=[_msg("base_link", CAMERA, 0.0, BASE_TO_OPTICAL)]))
+        static.publish(TFMessage(transforms=[_msg("base_link", CAMERA, 0.0, BASE_TO_OPTICAL)]))
         self._static = static  # kept: a transient-local publisher serves late joiners while it lives
 
     def publish(self, camera_pose: np.ndarray, stamp: float) -> None:
         """``camera_pose``: the optical frame's pose in odom (the renderer's camera-to-world)."""
         base = _from_matrix(camera_pose) * BASE_TO_OPTICAL.inverse()
-        self.dynamic.publish(tf2_msgs.TFMessage(transforms=[_msg("odom", "base_link", stamp, base)]))
+        self.dynamic.publish(TFMessage(transforms=[_msg("odom", "base_link", stamp, base)]))
 
 
 def _stream(rig: Rig, frames, t0: float = 1000.0) -> None:

@@ -195,3 +195,34 @@ def test_the_shift_has_the_image_estimators_sign_and_size_on_a_rendered_pan():
     assert abs(dx) > 5.0 and abs(dy) < 1.0, (dy, dx)  # a turn about the vertical: mostly sideways
     assert np.sign(ex) == np.sign(dx) and abs(ex - dx) < 0.15 * abs(dx) + 1.5, ((ey, ex), (dy, dx))
     assert abs(ey - dy) < 2.0, ((ey, ex), (dy, dx))
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline
+def test_the_frame_pipeline_projects_tf_with_the_previous_depth_and_a_nominal_camera():
+    """No camera_info: the pipeline projects with the nominal camera matrix (the checkpoint's canonical focal
+    length, else NOMINAL_HFOV_DEG) at the inference resolution, and a sideways translation's parallax at the
+    previous frame's median model depth; the engine gets that shift instead of its image estimate."""
+    from mtshare_ros.data.motion import render_motion
+    from mtshare_ros.runtime.camera import nominal_camera_matrix
+    from mtshare_ros.runtime.pipeline import CameraPipeline
+    from mtshare_ros.runtime.predictor import Predictor
+    from mtshare_ros.runtime.settings import FrameSettings, TemporalSettings
+
+    buf = TransformBuffer()
+    predictor = Predictor("default", "cpu")
+    pipeline = CameraPipeline(predictor, transforms=buf)
+    settings = FrameSettings(tasks=("segmentation", "depth"), motion_frame="odom",
+                             temporal=TemporalSettings(enabled=True, keyframe_interval=1000))
+    frames = list(render_motion(3_000_009, "static", 2, 30.0))
+    for k in range(2):  # the camera slides 5 cm to its right between the frames (the images do not: no matter)
+        buf.set("odom", "cam", 100.0 + k / 30, Transform.of((0, 0, 0, 1), (0.05 * k, 0.0, 0.0)))
+    with torch.no_grad():
+        first = pipeline.process(lambda: frames[0].rgb, 100.0, "cam", settings, set())
+        depth = float(first.prediction.maps["depth"].nanmedian())
+        assert pipeline.motion_source == "image"  # the first frame has nothing to move from
+        second = pipeline.process(lambda: frames[1].rgb, 100.0 + 1 / 30, "cam", settings, set())
+    h, w = second.prediction.size
+    k = nominal_camera_matrix(h, w, predictor.cfg.canonical_focal)
+    assert pipeline.motion_source == "tf" and pipeline.cache.motion.source == "given"
+    assert 0.3 < depth < 20.0
+    assert pipeline.cache.motion.last == pytest.approx((0.0, -k[0, 0] * 0.05 / depth), rel=1e-6, abs=1e-9)
