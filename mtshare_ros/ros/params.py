@@ -54,11 +54,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
               "head per task.", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
-    ParamSpec("backend", str, "torch", "Inference backend: 'torch' (PyTorch eager) or 'onnxruntime' (the "
-              "checkpoint's ONNX graphs, exported once into $MTSHARE_CACHE/onnx or ~/.cache/mtshare_ros/onnx; CPU "
-              "provider, CUDA/TensorRT when device asks for cuda and they are installed). onnxruntime runs the "
-              "shared engine in sharing.mode 'fixed' (threshold mode falls back to it with a warning) and refuses "
-              "temporal sharing; a missing onnxruntime or provider fails configure with the reason.", True,
+    ParamSpec("backend", str, "torch", "Inference backend: 'torch' (PyTorch eager), 'onnxruntime' or 'openvino' "
+              "(the checkpoint's ONNX graphs, exported once into $MTSHARE_CACHE/onnx or ~/.cache/mtshare_ros/onnx; "
+              "onnxruntime: CPU provider, CUDA/TensorRT when device asks for cuda and they are installed; openvino: "
+              "CPU only, float32). The exported backends run the shared engine in sharing.mode 'fixed' (threshold "
+              "mode falls back to it with a warning) and refuse temporal sharing; a missing package or provider "
+              "fails configure with the reason.", True,
               choices=BACKENDS),
     ParamSpec("cameras", list, [""], "Camera names: for each name N the node subscribes N/image (N/image/compressed) "
               "and N/camera_info and publishes N/segmentation, N/depth, ... ; [''] (the default) is one camera with "

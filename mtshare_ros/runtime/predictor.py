@@ -86,16 +86,16 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str = "default", device: str = "auto", backend: str = "torch") -> None:
-        """``backend``: ``torch`` (eager PyTorch) or ``onnxruntime`` (the checkpoint's exported graphs,
-        ``runtime/onnx_backend.py``; a missing onnxruntime or execution provider raises here)."""
+        """``backend``: ``torch`` (eager PyTorch), ``onnxruntime`` or ``openvino`` (the checkpoint's exported graphs,
+        ``runtime/onnx_backend.py``; a missing package or execution provider raises here)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.device = select_device(device)
         self.loaded = load_models(checkpoint)
         self.backend = backend
-        # onnxruntime gets the threads torch was given (the node chooses them before it builds the predictor)
-        self.onnx = OnnxBackend(self.loaded, str(self.device), torch.get_num_threads()) if backend == "onnxruntime" \
-            else None
+        # an exported backend gets the threads torch was given (the node chooses them before it builds the predictor)
+        self.onnx = OnnxBackend(self.loaded, str(self.device), torch.get_num_threads(), backend) \
+            if backend != "torch" else None
         self._onnx_stats: dict[tuple, dict[str, float]] = {}
         self.models, self.shared = self.loaded.dense, self.loaded.shared
         self.cfg = self.loaded.cfg
@@ -208,13 +208,13 @@ class Predictor:
 
     def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]
                   ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """A frame through the onnxruntime backend; its stats are the torch engine's for the same fixed budget
+        """A frame through an exported backend; its stats are the torch engine's for the same fixed budget
         (the graph runs exactly that work: counted once per input shape and cap). The graphs take one frame: a
         batch runs frame by frame."""
         runs = [self.onnx.run(x[i : i + 1], settings, subtasks) for i in range(x.shape[0])]
         _, kind, cap = runs[0]
         outputs = {t: torch.cat([r[0][t] for r in runs]) for t in settings.tasks}
-        stats = {"sharing": float(kind == "engine"), "temporal": 0.0, "backend_onnxruntime": 1.0}
+        stats = {"sharing": float(kind == "engine"), "temporal": 0.0, f"backend_{self.backend}": 1.0}
         if kind == "engine":
             key = (tuple(x.shape[1:]), cap)
             if key not in self._onnx_stats:
