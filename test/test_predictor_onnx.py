@@ -84,3 +84,14 @@ def test_openvino_backend_refuses_a_gpu_device(torch_predictor):
     pytest.importorskip("openvino")
     with pytest.raises(BackendUnavailable, match="runs on the CPU"):
         OnnxBackend(torch_predictor.loaded, "cuda:0", backend="openvino")
+
+
+def test_prepare_loads_the_graph_the_settings_run_before_any_frame(predictors):
+    """The node and replay call ``prepare`` at configure: the first frame does not wait for an export."""
+    _, exported = predictors
+    fresh = Predictor("default", "cpu", backend=exported.backend)
+    assert fresh.onnx.graphs == []
+    fresh.prepare(FrameSettings(sharing=SharingSettings(mode="fixed", max_token_fraction=0.3)))
+    assert fresh.onnx.graphs == [("engine", 0.3)]
+    fresh.prepare(FrameSettings(sharing=SharingSettings(enabled=False)))
+    assert fresh.onnx.graphs == [("engine", 0.3), ("independent", 1.0)]

@@ -76,6 +76,7 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
     reason = predictor.check(settings)
     if reason:
         raise BagError(f"parameters: {reason}")
+    predictor.prepare(settings)  # an exported backend's graph: not in the first frame's time
     warned: set[str] = set()
 
     def warn(text: str, cause: str) -> None:  # once per cause, as the node's logger says it

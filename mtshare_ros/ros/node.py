@@ -192,6 +192,7 @@ class MtshareNode(LifecycleNode):
             reason = self.predictor.check(self.settings)
             if reason:
                 raise ValueError(reason)
+            self.predictor.prepare(self.settings)
         except Exception as exc:  # bad cameras, checkpoint, device, tasks: stay unconfigured and say why
             self.get_logger().error(f"configure failed: {exc}")
             self.predictor = None

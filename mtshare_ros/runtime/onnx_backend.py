@@ -124,6 +124,16 @@ class OnnxBackend:
                                   else OrtRunner(path, self.providers, self.threads))
         return self._runners[key]
 
+    @property
+    def graphs(self) -> list[tuple[str, float]]:
+        """The graphs (kind, cap) loaded so far, in load order."""
+        return list(self._runners)
+
+    def prepare(self, settings: FrameSettings, subtasks: list[str]) -> None:
+        """Export (if not cached) and load the graph ``settings`` run, so that the first frame does not wait for it
+        (an export takes 20-60 s on a CPU core)."""
+        self.runner(*self.graph(settings, subtasks))
+
     def run(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]) -> tuple[dict[str, torch.Tensor], str,
                                                                                            float]:
         """Every task's output on ``x`` (the graph's tasks, a superset of the asked ones), the kind and cap run."""

@@ -120,6 +120,12 @@ class Predictor:
             return f"tasks {list(settings.tasks)} invalid: the checkpoint provides {list(self.available_tasks)}"
         return self.onnx.check(settings) if self.onnx is not None else ""
 
+    def prepare(self, settings: FrameSettings) -> None:
+        """Do before the first frame what it would otherwise wait for: an exported backend's graph for ``settings``
+        (exported into the cache if it is not there, then loaded). Call after ``check`` passed."""
+        if self.onnx is not None:
+            self.onnx.prepare(settings, [t for t in settings.tasks if t != BASE_TASK])
+
     def _modules(self) -> list[torch.nn.Module]:
         return [self.models] + ([self.shared] if self.shared is not None else [])
 
