@@ -2,8 +2,8 @@
 rendered camera motions of four kinds at 15 and 30 fps, side by side in one run; and on a real hand-held Kinect
 sequence replayed from a bag (``--real-root``, ``temporal_real.py``).
 
-    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR     # the committed results (~35 min, 2 cores)
-    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR --only real   # the real part alone (~10 min)
+    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR     # the committed results (~30 min, 2 cores)
+    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR --only real   # the real part alone (~3 min)
     .venv/bin/python bench/temporal.py --quick              # smoke run (short sequences)
 
 Writes bench/results/temporal.{json,md}; a run of one part (``--only``) keeps the other part's results found

@@ -110,7 +110,8 @@ def measure_real(root: Path, frames: int, checkpoint: str, temporal: TemporalSet
                 raise RuntimeError(f"replay picked {topics.image} / {topics.info} in a Kinect bag: {topics.notes}")
             out["topics_found"] = topics.notes
             for name, own in VARIANTS.items():
-                values, _ = resolve(None, [f"{k}={json.dumps(v)}" for k, v in {**common, **own}.items()])  # YAML
+                # as --param NAME=VALUE; JSON is YAML, so "off" stays a string
+                values, _ = resolve(None, [f"{k}={json.dumps(v)}" for k, v in {**common, **own}.items()])
                 predictor = Predictor(values["checkpoint"], values["device"], values["backend"])
                 sink = Sink(Path(tmp) / "sink", topics, len(predictor.class_names), FPS, samples=1, video_name=None)
                 summary = run_offline(reader, bag, topics, predictor, values, sink, DiscardedResults(),
