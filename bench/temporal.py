@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keyframe-interval", type=int, default=TemporalSettings.keyframe_interval)
     ap.add_argument("--motion", default=TemporalSettings.motion, choices=("image", "off"), help="temporal.motion")
     ap.add_argument("--max-drift", type=float, default=TemporalSettings.max_drift, help="temporal.max_drift")
+    ap.add_argument("--scene-cut-fraction", type=float, default=TemporalSettings.scene_cut_fraction,
+                    help="temporal.scene_cut_fraction")
     ap.add_argument("--partial-heads", action=argparse.BooleanOptionalAction, default=TemporalSettings.partial_heads,
                     help="temporal.partial_heads of the temporal variants (the variant 'full heads' runs beside)")
     ap.add_argument("--sweep", nargs="*", default=["0.05:0.3:30", "0.1:0.3:30", "0.3:0.2:30", "0.2:0.3:10"],
@@ -163,7 +165,8 @@ def rendered_markdown(r: dict[str, Any]) -> list[str]:
 
 def temporal_settings(args: argparse.Namespace) -> TemporalSettings:
     return TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval,
-                            motion=args.motion, max_drift=args.max_drift, partial_heads=args.partial_heads)
+                            motion=args.motion, max_drift=args.max_drift, partial_heads=args.partial_heads,
+                            scene_cut_fraction=args.scene_cut_fraction)
 
 
 def run_rendered(args: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -174,7 +177,7 @@ def run_rendered(args: argparse.Namespace, command: str) -> dict[str, Any]:
     shared = loaded.shared.eval()
     temporal = temporal_settings(args)
     sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift,
-                              partial_heads=args.partial_heads)
+                              partial_heads=args.partial_heads, scene_cut_fraction=args.scene_cut_fraction)
              for t, c, k in (v.split(":") for v in args.sweep)]
     vs = variants(temporal, sweep)
     seqs: dict[str, Any] = {}

@@ -69,6 +69,7 @@ def node_parameters(checkpoint: str, temporal: TemporalSettings) -> dict[str, An
     return {"checkpoint": checkpoint, "device": "cpu", "temporal.threshold": temporal.threshold,
             "temporal.max_token_fraction": temporal.max_token_fraction,
             "temporal.keyframe_interval": temporal.keyframe_interval, "temporal.max_drift": temporal.max_drift,
+            "temporal.scene_cut_fraction": temporal.scene_cut_fraction,
             "temporal.partial_heads": temporal.partial_heads}
 
 

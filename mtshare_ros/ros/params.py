@@ -139,6 +139,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal.max_drift", float, _TEMPORAL.max_drift,
               "Keyframe when the measured drift (mean relative change of the tokens reusing their references, "
               "over tokens and blocks) exceeds this; keyframe_interval stays the upper bound.", range=(0.0, 10.0)),
+    ParamSpec("temporal.scene_cut_fraction", float, _TEMPORAL.scene_cut_fraction,
+              "Keyframe when more than this fraction of the tokens entering the first block changed beyond "
+              "temporal.threshold against their (motion-compensated) references: a scene cut. A hand-held camera "
+              "changes most tokens a little every frame, so set it high enough not to fire on that.",
+              range=(0.0, 1.0)),
     ParamSpec("temporal.partial_heads", bool, _TEMPORAL.partial_heads,
               "Between keyframes run each task's head only around the tokens whose features changed (crops, with "
               "the GroupNorm statistics of the last full head run) and reuse its previous output elsewhere; off: "
@@ -229,6 +234,7 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         keyframe_interval=int(values["temporal.keyframe_interval"]),
         motion=str(values["temporal.motion"]),
         max_drift=float(values["temporal.max_drift"]),
+        scene_cut_fraction=float(values["temporal.scene_cut_fraction"]),
         partial_heads=bool(values["temporal.partial_heads"]),
     )
     return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
