@@ -2,8 +2,8 @@
 
 The cloud is built on the device the depth lives on, directly in the bytes of the PointCloud2 the node publishes
 (``POINT_DTYPE``: 20 bytes a point), so a GPU hands the host one finished buffer (one copy) instead of the depth,
-the image and the labels to assemble there. On the CPU numpy builds it (each field one vectorised pass; torch's
-ops were slower there: ``runtime/colorize.py`` says why), elsewhere torch does; the bytes are the same.
+the image and the labels to assemble there. On the CPU numpy and OpenCV build it (each field one vectorised pass;
+torch's ops were slower there: ``runtime/colorize.py`` says why), elsewhere torch does; the bytes are the same.
 """
 
 from __future__ import annotations
