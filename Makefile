@@ -45,12 +45,14 @@ export LOCK_PY
 
 .PHONY: venv demo test lint bench lock venv-newest test-newest clean
 
-$(STAMP): requirements.txt requirements-python.txt $(CONSTRAINTS) setup.py package.xml scripts/system_deps.sh
+$(STAMP): requirements.txt requirements-python.txt $(CONSTRAINTS) setup.py package.xml scripts/system_deps.sh \
+		scripts/build_tf2_msgs.py
 	bash scripts/system_deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) scripts/build_tf2_msgs.py  # /tf's message type: no pip wheel (a no-op where ROS provides it)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -87,6 +89,7 @@ venv-newest:
 	$(NEWEST_PIP_ENV) $(NEWEST_PY) -m pip install --quiet --upgrade pip
 	$(NEWEST_PIP_ENV) $(NEWEST_PY) -m pip install --quiet --upgrade --upgrade-strategy eager -r requirements.txt
 	$(NEWEST_PIP_ENV) $(NEWEST_PY) -m pip install --quiet --no-deps -e .
+	$(NEWEST_PY) scripts/build_tf2_msgs.py
 	$(NEWEST_PY) -c 'import sys, torch, torchvision, timm; print("$(NEWEST_VENV): Python", sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__, "timm", timm.__version__)'
 
 test-newest: venv-newest

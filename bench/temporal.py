@@ -1,10 +1,14 @@
 """Temporal-sharing benchmark: per-frame inference against temporal sharing, with and without task sharing, on
-rendered camera motions of four kinds at 15 and 30 fps, side by side in one run.
+rendered camera motions of four kinds at 15 and 30 fps, side by side in one run; and on a real hand-held Kinect
+sequence replayed from a bag (``--real-root``, ``temporal_real.py``).
 
-    .venv/bin/python bench/temporal.py --threads 2          # the committed results (~25 min on 2 cores)
+    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR     # the committed results (~30 min, 2 cores)
+    .venv/bin/python bench/temporal.py --threads 2 --real-root DIR --only real   # the real part alone (~3 min)
     .venv/bin/python bench/temporal.py --quick              # smoke run (short sequences)
 
-Writes bench/results/temporal.{json,md}. Rooms are the held-out test split's (seed 3): no model trained on them.
+Writes bench/results/temporal.{json,md}; a run of one part (``--only``) keeps the other part's results found
+there. Rooms are the held-out test split's (seed 3): no model trained on them. Without ``--real-root`` the real
+part is skipped, and the report says so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mtshare_ros.sharing.loader import describe_checkpoint, load_models
 from mtshare_ros.sharing.temporal import TemporalSettings
 
 # bench/ is not a package: run as ``python bench/temporal.py`` its siblings import through sys.path[0]
+import temporal_real
 from environment import environment_line, environment_record
 from temporal_measure import DRIFT_WINDOWS, HEADLINE, TASKS, measure_sequence, summarize_tally, variants
 
@@ -48,12 +53,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keyframe-interval", type=int, default=TemporalSettings.keyframe_interval)
     ap.add_argument("--motion", default=TemporalSettings.motion, choices=("image", "off"), help="temporal.motion")
     ap.add_argument("--max-drift", type=float, default=TemporalSettings.max_drift, help="temporal.max_drift")
+    ap.add_argument("--scene-cut-fraction", type=float, default=TemporalSettings.scene_cut_fraction,
+                    help="temporal.scene_cut_fraction")
     ap.add_argument("--partial-heads", action=argparse.BooleanOptionalAction, default=TemporalSettings.partial_heads,
                     help="temporal.partial_heads of the temporal variants (the variant 'full heads' runs beside)")
     ap.add_argument("--sweep", nargs="*", default=["0.05:0.3:30", "0.1:0.3:30", "0.3:0.2:30", "0.2:0.3:10"],
                     metavar="T:C:K", help="more task + temporal settings (threshold:token cap:keyframe interval)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--quick", action="store_true", help="40 frames per sequence, 30 fps only")
+    ap.add_argument("--real-root", type=Path, default=None, metavar="DIR",
+                    help="7-Scenes-layout folder of the real sequence (frame-%%06d.color.jpg, .depth.png, "
+                         "camera-intrinsics.txt); without it the real part is skipped")
+    ap.add_argument("--real-frames", type=int, default=temporal_real.MAX_FRAMES,
+                    help=f"frames 0..N-1 of --real-root, N <= {temporal_real.MAX_FRAMES} (later ones are reserved)")
+    ap.add_argument("--only", choices=("rendered", "real"), default=None,
+                    help="run one part; the other part's results in --out's JSON are kept")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "temporal"), help="output path stem")
     return ap.parse_args(argv)
 
@@ -104,8 +118,16 @@ def goals(seqs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(r: dict[str, Any]) -> str:
+    lines = ["# Temporal sharing benchmark"]
+    if "sequences" in r:
+        lines += rendered_markdown(r)
+    else:
+        lines += ["", "## Rendered motions", "", "Not in this file (run bench/temporal.py without --only real)."]
+    return "\n".join(lines + temporal_real.markdown(r.get("real"))) + "\n"
+
+
+def rendered_markdown(r: dict[str, Any]) -> list[str]:
     lines = [
-        "# Temporal sharing benchmark",
         "",
         f"- model: {r['model']}",
         f"- environment: {environment_line(r['environment'])}",
@@ -138,24 +160,24 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{v['ms_median']:.1f} | {v['ms_median'] / ref['ms_median']:.2f}x | {v['keyframe_rate']:.2f} | {rec} | "
                 f"{' | '.join(head)} | {drift[0]} | {drift[1]} |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.frames, args.fps = 40, [30.0]
+def temporal_settings(args: argparse.Namespace) -> TemporalSettings:
+    return TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval,
+                            motion=args.motion, max_drift=args.max_drift, partial_heads=args.partial_heads,
+                            scene_cut_fraction=args.scene_cut_fraction)
+
+
+def run_rendered(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The rendered motions through every variant; the report's top-level fields."""
     loaded = load_models(args.checkpoint)
     if loaded.shared is None:
         raise SystemExit(f"{args.checkpoint}: the shared engine needs a base task and sub-tasks")
     shared = loaded.shared.eval()
-    temporal = TemporalSettings(True, args.threshold, args.max_token_fraction, args.keyframe_interval,
-                                motion=args.motion, max_drift=args.max_drift, partial_heads=args.partial_heads)
+    temporal = temporal_settings(args)
     sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift,
-                              partial_heads=args.partial_heads)
+                              partial_heads=args.partial_heads, scene_cut_fraction=args.scene_cut_fraction)
              for t, c, k in (v.split(":") for v in args.sweep)]
     vs = variants(temporal, sweep)
     seqs: dict[str, Any] = {}
@@ -171,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                     "reference": {v.name: v.reference for v in vs if v.reference},
                     "variants": {name: summarize_tally(t, args.frames) for name, t in tallies.items()},
                 }
-    result = {
-        "benchmark": "temporal",
-        "command": " ".join(["python bench/temporal.py", *(argv if argv is not None else sys.argv[1:])]),
+    return {
+        "command": command,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.monotonic() - t0, 1),
         "environment": environment_record(),
@@ -185,9 +206,38 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "size": list(args.size),
         "sequences": seqs,
+        "goals": goals(seqs),
     }
-    result["goals"] = goals(seqs)
+
+
+def run_real(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The real sequence's section, or why it was skipped."""
+    if args.real_root is None:
+        return temporal_real.skipped("no --real-root given (a 7-Scenes-layout folder; frames 0-599 are used)")
+    if not args.real_root.is_dir():
+        return temporal_real.skipped(f"--real-root {args.real_root}: no such folder")
+    return temporal_real.measure_real(args.real_root, args.real_frames, args.checkpoint, temporal_settings(args),
+                                      command=command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.frames, args.fps = 40, [30.0]
+    if temporal_real.frames_problem(args.real_frames):  # before the rendered part's half hour
+        raise SystemExit(temporal_real.frames_problem(args.real_frames))
+    command = " ".join(["python bench/temporal.py", *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
+    result: dict[str, Any] = {"benchmark": "temporal"}
+    if args.only and out.with_suffix(".json").is_file():  # one part: keep the other part's results
+        result.update(json.loads(out.with_suffix(".json").read_text()))
+    if args.only != "real":
+        result.update(run_rendered(args, command))
+    if args.only != "rendered":
+        result["real"] = run_real(args, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
     out.with_suffix(".md").write_text(markdown(result))

@@ -1,15 +1,20 @@
-"""Camera bags: written with rosbags, read back byte-exact, with the documented topics, types and stamps."""
+"""Camera bags: written with rosbags, read back byte-exact, with the documented topics, types and stamps (the
+package's own layout and a Kinect driver's)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
+from test_real_frames import TILTED, K, plane_depth, write_frame
 
 from mtshare_ros.data.bag import read_camera_bag, write_camera_bag
 from mtshare_ros.data.bag_cli import main as make_bag_main
 from mtshare_ros.data.synthetic import render_sequence
+from mtshare_ros.replay.frames import open_reader
+from mtshare_ros.replay.topics import choose_topics, survey
 
 EXPECTED = {
     "/camera/image_raw": "sensor_msgs/msg/Image",
@@ -127,3 +132,52 @@ def test_make_bag_from_stored_sequence(tmp_path):
         assert np.array_equal(b.rgb, f.rgb) and np.array_equal(b.segmentation, f.segmentation)
         assert np.array_equal(b.depth, f.depth)
     assert make_bag_main(["--out", str(tmp_path / "x"), "--from-dataset", str(root), "--sequence", "nope"]) == 2
+
+
+def test_make_bag_from_rgbd_writes_a_kinect_driver_bag(tmp_path):
+    """Real frames in the 7-Scenes layout as a Kinect v1 driver records them: bgr8 colour, 16UC1 millimetre
+    registered depth (0 and the sensor's 65535 both 0 = invalid), a camera_info with K beside each, one optical
+    frame, 30 Hz stamps; replay finds the colour topic and its camera_info unaided."""
+    root = tmp_path / "real"
+    root.mkdir()
+    np.savetxt(root / "camera-intrinsics.txt", K)
+    for i in range(4):
+        write_frame(root, i, plane_depth(TILTED, -2.0), holes=i == 1)
+    out = tmp_path / "kinect"
+    assert make_bag_main(["--out", str(out), "--from-rgbd", str(root), "--first", "1", "--frames", "3",
+                          "--quiet"]) == 0
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(out) as reader:
+        assert {c.topic: c.msgtype for c in reader.connections} == {
+            "/camera/rgb/image_raw": "sensor_msgs/msg/Image", "/camera/rgb/camera_info": "sensor_msgs/msg/CameraInfo",
+            "/camera/depth_registered/image_raw": "sensor_msgs/msg/Image",
+            "/camera/depth_registered/camera_info": "sensor_msgs/msg/CameraInfo"}
+        msgs: dict[str, list] = {}
+        for conn, stamp, raw in reader.messages():
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            assert msg.header.frame_id == "camera_rgb_optical_frame"
+            assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp
+            msgs.setdefault(conn.topic, []).append((stamp, msg))
+    stamps = [s for s, _ in msgs["/camera/rgb/image_raw"]]
+    assert [s - stamps[0] for s in stamps] == [0, round(1e9 / 30), round(2e9 / 30)]
+    for k, i in enumerate((1, 2, 3)):
+        img, depth = msgs["/camera/rgb/image_raw"][k][1], msgs["/camera/depth_registered/image_raw"][k][1]
+        assert img.encoding == "bgr8" and (img.height, img.width) == (96, 128)
+        bgr = cv2.imread(str(root / f"frame-{i:06d}.color.jpg"))
+        assert bytes(img.data) == bgr.tobytes()
+        mm = cv2.imread(str(root / f"frame-{i:06d}.depth.png"), cv2.IMREAD_UNCHANGED)
+        assert depth.encoding == "16UC1" and bytes(depth.data) == np.where(mm == 65535, 0, mm).astype("<u2").tobytes()
+        for topic in ("/camera/rgb/camera_info", "/camera/depth_registered/camera_info"):
+            assert np.array_equal(np.asarray(msgs[topic][k][1].k).reshape(3, 3), K)
+    holes = cv2.imread(str(root / "frame-000001.depth.png"), cv2.IMREAD_UNCHANGED)
+    first = np.frombuffer(bytes(msgs["/camera/depth_registered/image_raw"][0][1].data), "<u2").reshape(96, 128)
+    assert (holes[12, 12], holes[31, 61]) == (0, 65535) and (first[12, 12], first[31, 61]) == (0, 0)
+    reader = open_reader(out)
+    try:
+        topics = choose_topics(survey(reader, out), out)
+    finally:
+        reader.close()
+    assert (topics.image, topics.info) == ("/camera/rgb/image_raw", "/camera/rgb/camera_info")
+    assert any("--gt-depth-topic /camera/depth_registered/image_raw" in n for n in topics.notes)
+    assert make_bag_main(["--out", str(tmp_path / "x"), "--from-rgbd", str(root), "--frames", "5", "--quiet"]) == 2
+    assert not (tmp_path / "x").exists()  # frame 4 is missing: no half-written bag

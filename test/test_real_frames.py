@@ -21,13 +21,16 @@ def plane_depth(normal: np.ndarray, offset: float) -> np.ndarray:
     return offset / (rays @ normal)
 
 
-def write_frame(root: Path, i: int, depth_m: np.ndarray, holes: bool = False) -> None:
+def write_frame(root: Path, i: int, depth_m: np.ndarray, holes: bool = False, rgb: np.ndarray | None = None) -> None:
+    """Frame ``i`` in the 7-Scenes layout: JPEG colour (``rgb``, default noise) and uint16 millimetre depth, with
+    ``holes`` a block of 0 and one of the sensor's 65535 marker, both invalid."""
     mm = np.round(depth_m * 1000.0).astype(np.uint16)
     if holes:
         mm[10:20, 10:20] = 0
         mm[30:34, 60:64] = 65535
-    rng = np.random.default_rng(i)
-    cv2.imwrite(str(root / f"frame-{i:06d}.color.jpg"), rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    if rgb is None:
+        rgb = np.random.default_rng(i).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / f"frame-{i:06d}.color.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(root / f"frame-{i:06d}.depth.png"), mm)
 
 

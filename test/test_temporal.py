@@ -88,15 +88,18 @@ def test_keyframes_come_at_the_interval_on_a_scene_cut_and_after_reset(shared):
         for x in video:
             flags.append(shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe)
         assert flags == [True, False, False, False, True, False, False, False, True, False]
+        assert cache.keyframe_reasons == {"start": 1, "interval": 2}
         cut = torch.randn(1, 3, *CFG.img_size, generator=torch.Generator().manual_seed(9))  # another scene
         _, stats = shared(cut, 0.05, 0.3, temporal=ts, cache=cache)
         assert stats.keyframe and stats.recomputed_fraction["segmentation"] == 1.0
+        assert cache.keyframe_reason == "scene_cut"
         assert not shared(cut, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
         cache.reset()
         assert cache.nbytes() == 0
         assert shared(cut, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
         # another resolution or task set is another stream
         assert shared(cut, 0.05, 0.3, tasks=["depth"], temporal=ts, cache=cache)[1].keyframe
+        assert cache.keyframe_reason == "signature"
         small = cut[..., :32, :48]
         assert shared(small, 0.05, 0.3, tasks=["depth"], temporal=ts, cache=cache)[1].keyframe
 
@@ -111,6 +114,7 @@ def test_tokens_left_out_by_the_cap_bring_the_next_keyframe_early(shared):
         for x in _video(12, step=0.2):
             flags.append(shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe)
     assert flags[0] and sum(flags[1:]) >= 2, flags
+    assert cache.keyframe_reasons.get("deferred", 0) == sum(flags[1:]), cache.keyframe_reasons
 
 
 def test_cache_memory_is_constant_over_a_long_stream(shared):
@@ -232,5 +236,6 @@ def test_measured_drift_brings_a_keyframe_before_the_interval(shared):
             flags[max_drift] = [shared(x, 0.05, 0.3, temporal=ts, cache=cache)[1].keyframe
                                 for x in _video(8, step=0.05)]
         assert cache.drift > 0
+        assert set(cache.keyframe_reasons) <= {"start", "drift"}, cache.keyframe_reasons
     assert flags[10.0] == [True] + [False] * 7
     assert sum(flags[0.0]) >= 4, flags

@@ -1,12 +1,17 @@
 """Camera bags (rosbag2, written and read with the pure-Python ``rosbags`` library; no ROS install needed).
 
-Topics (all stamped with the frame's time, header.frame_id an optical frame):
+Topics of the package's own layout (``PACKAGE_LAYOUT``; all stamped with the frame's time, header.frame_id an
+optical frame):
   /camera/image_raw        sensor_msgs/Image rgb8
   /camera/camera_info      sensor_msgs/CameraInfo (plumb_bob, zero distortion, P = [K | 0])
   /camera/depth/image_raw  sensor_msgs/Image 32FC1, metres, NaN where invalid (REP 118)
   /gt/segmentation         sensor_msgs/Image mono8, class ids (SYNTHETIC_CLASSES), 255 = ignore
   /gt/normals              sensor_msgs/Image 32FC3, unit normals in the optical frame, 0 0 0 where invalid
 The bag is what the demo, the replay evaluation and the tests feed to the node.
+
+``KINECT_LAYOUT`` writes real RGB-D frames the way a Kinect v1 driver (openni2_launch, ``depth_registration``
+on) records them: /camera/rgb/image_raw bgr8, /camera/rgb/camera_info, /camera/depth_registered/image_raw 16UC1
+millimetres with 0 invalid and its camera_info, all in camera_rgb_optical_frame; no ground-truth topics.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-
-from mtshare_ros.data.renderer import Frame
 
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_INFO = "/camera/camera_info"
@@ -30,6 +34,40 @@ DEFAULT_FRAME_ID = "camera_color_optical_frame"
 DEFAULT_START_NS = 1_700_000_000 * 10**9  # a fixed epoch keeps bags byte-reproducible
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+
+
+class CameraFrame(Protocol):
+    """What ``write_camera_bag`` reads of a frame: a rendered ``renderer.Frame`` (which also has segmentation and
+    normals) or a real ``rgbd_frames.RGBDFrame``."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8 RGB
+    K: np.ndarray  # (3, 3)
+    stamp: float  # seconds since the start of the sequence
+    depth: np.ndarray | None  # (H, W) metres, 0 = invalid
+
+
+@dataclass(frozen=True)
+class BagLayout:
+    """Which topics and encodings a written bag has: the package's own, or a camera driver's. A topic set to
+    None is not written; ``depth_encoding`` is "32FC1" (metres, NaN invalid) or "16UC1" (millimetres, 0 invalid,
+    what depth drivers publish)."""
+
+    image: str
+    info: str
+    image_encoding: str = "rgb8"  # or "bgr8"
+    depth: str | None = None
+    depth_encoding: str = "32FC1"
+    depth_info: str | None = None
+    segmentation: str | None = None
+    normals: str | None = None
+    frame_id: str = DEFAULT_FRAME_ID
+
+
+PACKAGE_LAYOUT = BagLayout(TOPIC_IMAGE, TOPIC_INFO, depth=TOPIC_DEPTH, segmentation=TOPIC_SEGMENTATION,
+                           normals=TOPIC_NORMALS)
+KINECT_LAYOUT = BagLayout("/camera/rgb/image_raw", "/camera/rgb/camera_info", image_encoding="bgr8",
+                          depth="/camera/depth_registered/image_raw", depth_encoding="16UC1",
+                          depth_info="/camera/depth_registered/camera_info", frame_id="camera_rgb_optical_frame")
 
 
 def _typestore():
@@ -81,13 +119,15 @@ class _Messages:
                          roi=self.Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
-def write_camera_bag(path: str | Path, frames: Iterable[Frame], storage: str = "mcap",
-                     frame_id: str = DEFAULT_FRAME_ID, ground_truth: bool = True,
-                     start_ns: int = DEFAULT_START_NS) -> int:
+def write_camera_bag(path: str | Path, frames: Iterable[CameraFrame], storage: str = "mcap",
+                     frame_id: str | None = None, ground_truth: bool = True,
+                     start_ns: int = DEFAULT_START_NS, layout: BagLayout = PACKAGE_LAYOUT) -> int:
     """Write ``frames`` to a new rosbag2 at ``path`` (a folder; must not exist). Returns the frame count.
 
+    ``frames``: ``CameraFrame``s; segmentation and normals are written where a frame has them (rendered ones).
     ``storage`` is "mcap" (default) or "sqlite3". Message stamps and bag timestamps are
-    ``start_ns + frame.stamp``; ground-truth topics are written unless ``ground_truth`` is False.
+    ``start_ns + frame.stamp``; ``frame_id`` defaults to the layout's. Depth, segmentation and normals go onto
+    the layout's topics (those it has) unless ``ground_truth`` is False; a frame without one writes none.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -98,28 +138,51 @@ def write_camera_bag(path: str | Path, frames: Iterable[Frame], storage: str = "
     if path.exists():
         raise FileExistsError(f"{path}: bag already exists (rosbag2 writes a new folder)")
     ts = _typestore()
-    msgs = _Messages(ts, frame_id)
+    msgs = _Messages(ts, frame_id or layout.frame_id)
+    topics = [layout.info, layout.image]
+    if ground_truth:
+        topics += [t for t in (layout.depth_info, layout.depth, layout.segmentation, layout.normals) if t]
     count = 0
     with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
-        topics = CAMERA_TOPICS + (GT_TOPICS if ground_truth else ())
-        conns = {t: writer.add_connection(t, INFO_TYPE if t == TOPIC_INFO else IMAGE_TYPE, typestore=ts)
-                 for t in topics}
+        conns = {t: writer.add_connection(t, INFO_TYPE if t in (layout.info, layout.depth_info) else IMAGE_TYPE,
+                                          typestore=ts) for t in topics}
 
-        def put(topic: str, msg, stamp: int) -> None:
-            writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msg.__msgtype__))
+        def put(topic: str | None, msg, stamp: int) -> None:
+            if topic in conns:
+                writer.write(conns[topic], stamp, ts.serialize_cdr(msg, msg.__msgtype__))
 
         for frame in frames:
             stamp = start_ns + int(round(frame.stamp * 1e9))
             h, w = frame.rgb.shape[:2]
-            put(TOPIC_INFO, msgs.info(stamp, frame.K, h, w), stamp)
-            put(TOPIC_IMAGE, msgs.image(stamp, frame.rgb.astype(np.uint8), "rgb8"), stamp)
-            if ground_truth:
-                depth = np.where(frame.depth > 0, frame.depth, np.nan).astype("<f4")
-                put(TOPIC_DEPTH, msgs.image(stamp, depth, "32FC1"), stamp)
-                put(TOPIC_SEGMENTATION, msgs.image(stamp, frame.segmentation.astype(np.uint8), "mono8"), stamp)
-                put(TOPIC_NORMALS, msgs.image(stamp, frame.normals.astype("<f4"), "32FC3"), stamp)
+            info = msgs.info(stamp, frame.K, h, w)
+            put(layout.info, info, stamp)
+            rgb = frame.rgb.astype(np.uint8)
+            put(layout.image, msgs.image(stamp, rgb[..., ::-1] if layout.image_encoding == "bgr8" else rgb,
+                                         layout.image_encoding), stamp)
+            depth = getattr(frame, "depth", None)
+            if depth is not None and layout.depth:
+                put(layout.depth_info, info, stamp)
+                put(layout.depth, msgs.image(stamp, _depth_pixels(depth, layout.depth_encoding),
+                                             layout.depth_encoding), stamp)
+            segmentation = getattr(frame, "segmentation", None)
+            if segmentation is not None:
+                put(layout.segmentation, msgs.image(stamp, segmentation.astype(np.uint8), "mono8"), stamp)
+            normals = getattr(frame, "normals", None)
+            if normals is not None:
+                put(layout.normals, msgs.image(stamp, normals.astype("<f4"), "32FC3"), stamp)
             count += 1
     return count
+
+
+def _depth_pixels(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """Metres (0 invalid) as a depth image: 32FC1 metres with NaN invalid (REP 118), or 16UC1 millimetres with 0
+    invalid (a driver's raw depth; beyond 65.534 m is invalid too)."""
+    if encoding == "32FC1":
+        return np.where(depth > 0, depth, np.nan).astype("<f4")
+    if encoding == "16UC1":
+        mm = np.round(np.where(depth > 0, depth, 0.0) * 1000.0)
+        return np.where(mm < 65535, mm, 0).astype("<u2")
+    raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
 
 
 _DECODE = {"rgb8": (np.uint8, 3), "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),

@@ -1,4 +1,5 @@
-"""Real RGB-D frames in the 7-Scenes layout, as an evaluation dataset for depth and normals.
+"""Real RGB-D frames in the 7-Scenes layout: an evaluation dataset for depth and normals (``RGBDFrames``) and a
+camera stream in order (``read_rgbd_sequence``, what ``mtshare make-bag --from-rgbd`` writes as a bag).
 
 Layout (Microsoft 7-Scenes, e.g. the sequence ``andyzeng/tsdf-fusion-python`` keeps in ``data/``)::
 
@@ -16,6 +17,8 @@ focal length gets metric depth (``models/focal.py``). The frames' licence may fo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -48,6 +51,46 @@ def real_normals(depth_mm: np.ndarray, K: np.ndarray) -> np.ndarray:
     return normals_from_depth(smooth, K, NORMALS_MAX_JUMP, NORMALS_STEP)
 
 
+def read_rgbd(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``index`` of a 7-Scenes-layout folder: (H, W, 3) uint8 RGB and (H, W) uint16 millimetres with every
+    invalid pixel 0 (the sensor's 65535 marker too)."""
+    stem = Path(root) / f"frame-{index:06d}"
+    bgr = cv2.imread(f"{stem}.color.jpg", cv2.IMREAD_COLOR)
+    depth_mm = cv2.imread(f"{stem}.depth.png", cv2.IMREAD_UNCHANGED)
+    if bgr is None or depth_mm is None or depth_mm.dtype != np.uint16:
+        raise ValueError(f"{stem}: expected .color.jpg and a uint16 .depth.png")
+    if depth_mm.shape != bgr.shape[:2]:
+        raise ValueError(f"{stem}: depth {depth_mm.shape} and colour {bgr.shape[:2]} differ in size")
+    depth_mm[depth_mm == 65535] = 0
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), depth_mm
+
+
+@dataclass
+class RGBDFrame:
+    """One real frame as a camera stream has it (what ``bag.write_camera_bag`` writes): no ground truth but the
+    sensor's depth."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 metres, 0 = invalid
+    K: np.ndarray  # (3, 3) of the colour camera
+    stamp: float  # seconds since the first frame
+    name: str = ""
+
+
+def read_rgbd_sequence(root: str | Path, first: int, count: int, fps: float) -> Iterator[RGBDFrame]:
+    """Frames ``first`` .. ``first + count - 1`` of a 7-Scenes-layout folder in order, stamped ``1 / fps`` apart
+    (7-Scenes: Kinect v1 at 30 Hz); every one of them must exist (a gap would be a stream break)."""
+    root = Path(root)
+    K = read_intrinsics(root)
+    for k in range(count):
+        i = first + k
+        if not (root / f"frame-{i:06d}.color.jpg").is_file():
+            raise FileNotFoundError(f"{root}: frame-{i:06d}.color.jpg missing (frames {first}..{first + count - 1} "
+                                    "asked for)")
+        rgb, depth_mm = read_rgbd(root, i)
+        yield RGBDFrame(rgb, depth_mm.astype(np.float32) / 1000.0, K, k / fps, f"frame-{i:06d}")
+
+
 class RGBDFrames(DenseDataset):
     """Frames ``first``..``last`` (every ``every``-th) of a 7-Scenes-layout folder: image, depth, normals, focal."""
 
@@ -69,14 +112,7 @@ class RGBDFrames(DenseDataset):
         return len(self.ids)
 
     def load(self, index: int) -> dict:
-        stem = self.root / f"frame-{self.ids[index]:06d}"
-        bgr = cv2.imread(f"{stem}.color.jpg", cv2.IMREAD_COLOR)
-        depth_mm = cv2.imread(f"{stem}.depth.png", cv2.IMREAD_UNCHANGED)
-        if bgr is None or depth_mm is None or depth_mm.dtype != np.uint16:
-            raise ValueError(f"{stem}: expected .color.jpg and a uint16 .depth.png")
-        if depth_mm.shape != bgr.shape[:2]:
-            raise ValueError(f"{stem}: depth {depth_mm.shape} and colour {bgr.shape[:2]} differ in size")
-        depth = depth_mm.astype(np.float32) / 1000.0
-        depth[depth_mm == 65535] = 0.0
-        return {"image": cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "depth": depth,
-                "normals": real_normals(depth_mm, self.K), "focal": float(self.K[0, 0]), "name": stem.name}
+        rgb, depth_mm = read_rgbd(self.root, self.ids[index])
+        return {"image": rgb, "depth": depth_mm.astype(np.float32) / 1000.0,
+                "normals": real_normals(depth_mm, self.K), "focal": float(self.K[0, 0]),
+                "name": f"frame-{self.ids[index]:06d}"}

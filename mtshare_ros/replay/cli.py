@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--params-file", type=Path, help="ROS params file, e.g. config/mtshare.yaml (/**: ros__parameters:)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set one parameter (ROS name, YAML value), repeatable: --param sharing.threshold=0.1")
-    r.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
+    r.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
                    help="inference backend (the node's backend parameter; same as --param backend=...)")
     lv = p.add_argument_group("live mode")
     lv.add_argument("--live", action="store_true",

@@ -131,6 +131,8 @@ def summarize(records: list[FrameRecord], wall_s: float) -> dict:
                 "gmacs_independent_per_frame"]
         if "keyframe" in means and compute["temporal"]:
             compute["keyframe_rate"] = means["keyframe"]
+        if "motion_tf" in means:  # temporal.motion_frame: the frames whose motion came from TF
+            compute["motion_tf_fraction"] = means["motion_tf"]
         compute["recomputed_fraction"] = {k.removeprefix("recomputed_"): v for k, v in means.items()
                                           if k.startswith("recomputed_")}
         out["compute"] = compute

@@ -5,22 +5,30 @@ stamp going back, a gap, another frame_id or size resets temporal sharing, as in
 with the ``FrameSettings`` of the node's parameters, the outputs with every output wanted, the node's messages
 (``ros/publish.py``) into the output bag. Latency is what the worker spends
 before publishing (decode + inference + outputs); frames that do not decode are rejected and counted, as the
-node does.
+node does. With ``temporal.motion_frame`` set the bag's /tf and /tf_static go into a TF buffer as they are read
+(up to the frame reader's lookahead past each frame, as a live node would have them), and temporal sharing takes
+the image motion from the camera's pose as the node does; ``compute.motion_tf_fraction`` says for how many
+frames it could.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 from tqdm import tqdm
 
+from mtshare_ros.data.bag import _typestore
 from mtshare_ros.replay import params as replay_params
 from mtshare_ros.replay.evaluation import summarize
 from mtshare_ros.replay.frames import read_frames
 from mtshare_ros.replay.outbag import OutputBag
 from mtshare_ros.replay.sink import Sink
 from mtshare_ros.replay.topics import BagError, Topics
+from mtshare_ros.runtime.tf_motion import TransformBuffer
+
+TF_TOPICS = ("/tf", "/tf_static")
 
 
 def _header(frame):
@@ -68,13 +76,37 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
     reason = predictor.check(settings)
     if reason:
         raise BagError(f"parameters: {reason}")
-    pipeline = CameraPipeline(predictor, max_stamp_gap=float(values["temporal.max_stamp_gap"]))
+    predictor.prepare(settings)  # an exported backend's graph: not in the first frame's time
+    warned: set[str] = set()
+
+    def warn(text: str, cause: str) -> None:  # once per cause, as the node's logger says it
+        if cause not in warned:
+            warned.add(cause)
+            tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    transforms = TransformBuffer() if settings.motion_frame else None
+    pipeline = CameraPipeline(predictor, max_stamp_gap=float(values["temporal.max_stamp_gap"]), warn=warn,
+                              transforms=transforms)
+    ts = _typestore()
+
+    def on_message(conn, log_ns: int, raw: bytes) -> None:
+        bag_out.copy(conn, log_ns, raw)
+        if transforms is not None and conn.topic in TF_TOPICS:
+            try:
+                msg = ts.deserialize_cdr(raw, conn.msgtype)
+            except Exception as exc:
+                raise BagError(f"{path}: message on {conn.topic} at {log_ns} ns does not deserialize as "
+                               f"{conn.msgtype} ({exc})") from None
+            for link, why in transforms.add_message(msg, conn.topic == "/tf_static"):
+                warn(f"{conn.topic}: transform {link} dropped: {why}", f"{conn.topic} {link}")
+
     dense_cost = DenseCost(predictor)
     wanted = set(output_names())
     breaks, first_error = [], ""
     bar = tqdm(total=topics.count, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
-    for frame in read_frames(reader, path, topics, tolerance, on_message=bag_out.copy):
+    extra = TF_TOPICS if transforms is not None else ()
+    for frame in read_frames(reader, path, topics, tolerance, on_message=on_message, extra=extra):
         t0 = time.perf_counter()
         # the node's frame path, without ROS transport; the outputs' buffers are reused: each frame's arrays are
         # written out and scored before the next
@@ -96,6 +128,8 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
         if "gmacs_executed" not in stats:
             stats["gmacs_executed"] = stats["gmacs_independent"] = dense_cost(settings.tasks, pred.size)
         stats.update({f"{k}_ms": v for k, v in pred.timings_ms.items()})
+        if transforms is not None:
+            stats["motion_tf"] = float(pipeline.motion_source == "tf")
         sink.add(frame, rgb, outputs, "ok", latency, stats)
         bar.update(1)
         bar.set_postfix_str(f"{latency:.0f} ms/frame", refresh=False)

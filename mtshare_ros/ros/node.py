@@ -8,7 +8,9 @@ watch, camera_info, predictor, outputs; frames of one size from several cameras 
 (``ros/publish.py``). A slow model drops frames instead of building a
 backlog. Every output carries the input header unchanged; visualisation outputs are only computed while
 someone subscribes. Parameters come from one table (``ros/params.py``) and reach the worker as one
-``FrameSettings`` value, taken whole at the next frame.
+``FrameSettings`` value, taken whole at the next frame. With ``temporal.motion_frame`` set the node also listens to
+/tf and /tf_static (``ros/tf_listener.py``) and temporal sharing takes the camera's image motion from its pose
+(``runtime/pipeline.py``, ``runtime/tf_motion.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from mtshare_ros.ros import params  # noqa: E402
 from mtshare_ros.ros.conversions import camera_model, image_to_rgb  # noqa: E402
 from mtshare_ros.ros.publish import OutputPublishers  # noqa: E402
 from mtshare_ros.ros.resources import use_fastdds_profile  # noqa: E402
+from mtshare_ros.ros.tf_listener import TfListener  # noqa: E402
 from mtshare_ros.runtime.budget import LatencyBudget  # noqa: E402
 from mtshare_ros.runtime.cpu import StarvationWatch, choose_threads  # noqa: E402
 from mtshare_ros.runtime.heap import HeapTrimmer, trim_heap  # noqa: E402
@@ -54,6 +57,8 @@ from mtshare_ros.runtime.pipeline import CameraPipeline, Job, infer_together  # 
 from mtshare_ros.runtime.predictor import Predictor  # noqa: E402
 from mtshare_ros.runtime.rates import RollingStats  # noqa: E402
 from mtshare_ros.runtime.settings import FrameSettings  # noqa: E402
+from mtshare_ros.runtime.stream import stamp_seconds  # noqa: E402
+from mtshare_ros.runtime.tf_motion import TransformBuffer  # noqa: E402
 
 NODE_NAME = "mtshare"
 DELAY_FILE_ENV = "MTSHARE_TEST_DELAY_FILE"
@@ -110,6 +115,8 @@ class MtshareNode(LifecycleNode):
         self._warned: set[str] = set()
         self._diag_pub = None
         self._diag_timer = None
+        self.transforms = TransformBuffer()  # /tf and /tf_static, while temporal.motion_frame is set
+        self._tf: TfListener | None = None
         self._threads, self._threads_reason = torch.get_num_threads(), ""
         self.starvation = StarvationWatch(self._threads)
         delay = os.environ.get(DELAY_FILE_ENV)
@@ -185,13 +192,15 @@ class MtshareNode(LifecycleNode):
             reason = self.predictor.check(self.settings)
             if reason:
                 raise ValueError(reason)
+            self.predictor.prepare(self.settings)
         except Exception as exc:  # bad cameras, checkpoint, device, tasks: stay unconfigured and say why
             self.get_logger().error(f"configure failed: {exc}")
             self.predictor = None
             return TransitionCallbackReturn.FAILURE
         gap = self.get_parameter("temporal.max_stamp_gap").value
         qos = self._qos("output")
-        self.cameras = {n: Camera(n, CameraPipeline(self.predictor, n, gap, self._warn_once),
+        transforms = self.transforms if self.settings.motion_frame else None
+        self.cameras = {n: Camera(n, CameraPipeline(self.predictor, n, gap, self._warn_once, transforms),
                                   OutputPublishers(self, qos, n)) for n in names}
         self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         loaded = self.predictor.loaded
@@ -224,6 +233,13 @@ class MtshareNode(LifecycleNode):
             cam.subs = [sub, info]
             cam.image_topic, cam.info_topic = sub.topic_name, info.topic_name
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics)
+        if self.settings.motion_frame:
+            try:
+                self._tf = TfListener(self, self.transforms, self._warn_once)
+            except ImportError as exc:  # a pip environment without scripts/build_tf2_msgs.py's package
+                self._warn_once(f"temporal.motion_frame {self.settings.motion_frame!r} is set but /tf cannot be "
+                                f"read ({exc}; scripts/build_tf2_msgs.py builds tf2_msgs): the image motion "
+                                "estimate is used", "tf2_msgs missing")
         self.get_logger().info(f"active: listening on {', '.join(c.image_topic for c in self.cameras.values())}")
         return super().on_activate(state)
 
@@ -232,6 +248,9 @@ class MtshareNode(LifecycleNode):
             for sub in cam.subs:
                 self.destroy_subscription(sub)
             cam.subs = []
+        if self._tf is not None:
+            self._tf.destroy()
+            self._tf = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -302,8 +321,7 @@ class MtshareNode(LifecycleNode):
                 self.get_logger().warning(f"skipping frame on {cam.image_topic}: {error}", throttle_duration_sec=5.0)
                 continue
             header = frame.msg.header
-            why = cam.pipeline.observe(header.stamp.sec + header.stamp.nanosec * 1e-9, header.frame_id,
-                                       rgb.shape[:2])
+            why = cam.pipeline.observe(stamp_seconds(header.stamp), header.frame_id, rgb.shape[:2])
             if why and settings.temporal.enabled:
                 self.get_logger().info(f"new stream ({why}): keyframe (frame on {cam.image_topic})")
             cam.pipeline.check_size(rgb.shape[:2], cam.image_topic)
@@ -448,6 +466,9 @@ class MtshareNode(LifecycleNode):
             cache = cam.pipeline.cache
             values["keyframe_rate"] = f"{s.mean('keyframe'):.3f}"
             values["temporal_keyframes"], values["temporal_frames"] = str(cache.keyframes), str(cache.frames)
+            values["motion_source"] = cam.pipeline.motion_source  # tf, image or off: the last frame's
+            if cam.pipeline.motion_problem:
+                values["motion_tf_problem"] = cam.pipeline.motion_problem
         for name in s.names():
             values[f"{name}_ms_p50"] = f"{s.percentile(name, 50):.2f}"
             values[f"{name}_ms_p95"] = f"{s.percentile(name, 95):.2f}"

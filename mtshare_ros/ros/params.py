@@ -54,11 +54,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
               "head per task.", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
-    ParamSpec("backend", str, "torch", "Inference backend: 'torch' (PyTorch eager) or 'onnxruntime' (the "
-              "checkpoint's ONNX graphs, exported once into $MTSHARE_CACHE/onnx or ~/.cache/mtshare_ros/onnx; CPU "
-              "provider, CUDA/TensorRT when device asks for cuda and they are installed). onnxruntime runs the "
-              "shared engine in sharing.mode 'fixed' (threshold mode falls back to it with a warning) and refuses "
-              "temporal sharing; a missing onnxruntime or provider fails configure with the reason.", True,
+    ParamSpec("backend", str, "torch", "Inference backend: 'torch' (PyTorch eager), 'onnxruntime' or 'openvino' "
+              "(the checkpoint's ONNX graphs, exported once into $MTSHARE_CACHE/onnx or ~/.cache/mtshare_ros/onnx; "
+              "onnxruntime: CPU provider, CUDA/TensorRT when device asks for cuda and they are installed; openvino: "
+              "CPU only, float32). The exported backends run the shared engine in sharing.mode 'fixed' (threshold "
+              "mode falls back to it with a warning) and refuse temporal sharing; a missing package or provider "
+              "fails configure with the reason.", True,
               choices=BACKENDS),
     ParamSpec("cameras", list, [""], "Camera names: for each name N the node subscribes N/image (N/image/compressed) "
               "and N/camera_info and publishes N/segmentation, N/depth, ... ; [''] (the default) is one camera with "
@@ -128,9 +129,21 @@ PARAMS: tuple[ParamSpec, ...] = (
               "(phase correlation on a downscaled grey frame, ~1-2 ms) and moves the references by whole tokens "
               "with it, so that content that only moved is not recomputed; 'off' compares tokens at fixed grid "
               "positions.", choices=("image", "off")),
+    ParamSpec("temporal.motion_frame", str, _FRAME.motion_frame,
+              "Fixed frame (e.g. 'odom') to look the camera's pose up in for motion compensation: the image "
+              "motion is the camera's rotation and translation between the previous and the current frame "
+              "(/tf, /tf_static, at the image stamps, the camera being the image's frame_id) projected with "
+              "camera_info's K (exact for rotation; parallax at the previous frame's median model depth, or 3 m "
+              "without the depth task). A frame whose transform is unavailable uses the image estimate (one "
+              "warning). '' (default): the image estimate only. Needs temporal.motion 'image'.", True),
     ParamSpec("temporal.max_drift", float, _TEMPORAL.max_drift,
               "Keyframe when the measured drift (mean relative change of the tokens reusing their references, "
               "over tokens and blocks) exceeds this; keyframe_interval stays the upper bound.", range=(0.0, 10.0)),
+    ParamSpec("temporal.scene_cut_fraction", float, _TEMPORAL.scene_cut_fraction,
+              "Keyframe when more than this fraction of the tokens entering the first block changed beyond "
+              "temporal.threshold against their (motion-compensated) references: a scene cut. A hand-held camera "
+              "changes most tokens a little every frame, so set it high enough not to fire on that.",
+              range=(0.0, 1.0)),
     ParamSpec("temporal.partial_heads", bool, _TEMPORAL.partial_heads,
               "Between keyframes run each task's head only around the tokens whose features changed (crops, with "
               "the GroupNorm statistics of the last full head run) and reuse its previous output elsewhere; off: "
@@ -221,10 +234,12 @@ def frame_settings(values: Mapping[str, Any]) -> FrameSettings:
         keyframe_interval=int(values["temporal.keyframe_interval"]),
         motion=str(values["temporal.motion"]),
         max_drift=float(values["temporal.max_drift"]),
+        scene_cut_fraction=float(values["temporal.scene_cut_fraction"]),
         partial_heads=bool(values["temporal.partial_heads"]),
     )
     return FrameSettings(tuple(values["tasks"]), float(values["depth.min"]), float(values["depth.max"]),
-                         int(values["max_output_width"]), str(values["output_size"]), sharing, temporal)
+                         int(values["max_output_width"]), str(values["output_size"]), sharing, temporal,
+                         str(values["temporal.motion_frame"]).lstrip("/"))
 
 
 def check_settings(settings: FrameSettings) -> str:

@@ -6,9 +6,14 @@ RViz, depth_image_proc) needs the intrinsics of that resolution; ``scale_camera`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+NOMINAL_HFOV_DEG = 65.0
+"""Horizontal field of view assumed for a camera without camera_info when the model has no canonical focal length
+either: the middle of the synthetic training data's range (``data/scene.py`` HFOV_RANGE, 40-90 degrees)."""
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,10 @@ def focal_of(camera: CameraModel | None, width: int) -> float | None:
     if camera is None or not camera.width or camera.k[0, 0] <= 0:
         return None
     return float(camera.k[0, 0]) * width / camera.width
+
+
+def nominal_camera_matrix(height: int, width: int, fx: float | None = None) -> np.ndarray:
+    """A pinhole camera matrix for an image of (height, width) without camera_info: square pixels of focal length
+    ``fx`` (default: ``NOMINAL_HFOV_DEG`` across the width), the principal point at the image centre."""
+    f = float(fx) if fx else width / (2.0 * math.tan(math.radians(NOMINAL_HFOV_DEG) / 2.0))
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])

@@ -1,5 +1,7 @@
-"""The predictor's ONNX Runtime backend: the checkpoint's graph for a frame's settings, exported once into a cache
-directory and run in an onnxruntime session instead of the torch model.
+"""The predictor's exported-graph backends, ``onnxruntime`` and ``openvino``: the checkpoint's graph for a frame's
+settings, exported once into a cache directory and run by ONNX Runtime or OpenVINO instead of the torch model.
+OpenVINO runs on the CPU only, in float32 (``export/runner.py``); it is the faster of the two here for the fixed
+engine (``bench/results/backends.md``).
 
 Which graph: with task sharing on, the shared engine in the fixed-budget mode at the frame's token cap
 (``sharing.max_token_fraction``; the threshold mode's shapes change every frame, so ``sharing.mode: threshold``
@@ -20,14 +22,15 @@ from pathlib import Path
 import torch
 
 from mtshare_ros.export.onnx import export_onnx, file_hash
-from mtshare_ros.export.runner import BackendUnavailable, OpenVinoRunner, providers_for
+from mtshare_ros.export.runner import BackendUnavailable, OpenVinoRunner, openvino_available, providers_for
 from mtshare_ros.export.runner import OnnxRunner as OrtRunner
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.sharing.loader import LoadedModels
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+EXPORTED_BACKENDS = BACKENDS[1:]
 CACHE_ENV = "MTSHARE_CACHE"
 
 
@@ -61,21 +64,33 @@ class OnnxRunner:
 
 
 class OnnxBackend:
-    """Runs frames through exported graphs of ``loaded`` with onnxruntime on ``device`` (``providers_for``: a
-    missing onnxruntime or provider raises ``BackendUnavailable`` here, at construction, i.e. at configure)."""
+    """Runs frames through exported graphs of ``loaded`` with ``backend`` (``onnxruntime`` or ``openvino``) on
+    ``device``. A missing package or execution provider raises ``BackendUnavailable`` here, at construction, i.e.
+    at configure."""
 
-    def __init__(self, loaded: LoadedModels, device: str, threads: int = 0) -> None:
+    def __init__(self, loaded: LoadedModels, device: str, threads: int = 0, backend: str = "onnxruntime") -> None:
+        if backend not in EXPORTED_BACKENDS:
+            raise ValueError(f"backend must be one of {list(EXPORTED_BACKENDS)}, got {backend!r}")
         self.loaded = loaded
-        self.providers = providers_for(device)
+        self.backend = backend
         self.threads = threads
+        if backend == "openvino":
+            if device != "cpu":
+                raise BackendUnavailable(f"backend openvino runs on the CPU, not {device} (use device cpu, or "
+                                         "backend onnxruntime for a GPU)")
+            openvino_available()
+            self.providers: list = []
+        else:
+            self.providers = providers_for(device)
         self._hash = file_hash(loaded.path)
-        self._runners: dict[tuple[str, float], OrtRunner] = {}
+        self._runners: dict[tuple[str, float], OrtRunner | OpenVinoRunner] = {}
         self._warned_threshold = False
 
     def check(self, settings: FrameSettings) -> str:
         """'' when the backend can run ``settings``, else why not."""
         if settings.temporal.enabled:
-            return "backend onnxruntime runs per frame: temporal sharing is not exported (set temporal.enabled false)"
+            return (f"backend {self.backend} runs per frame: temporal sharing is not exported (set temporal.enabled "
+                    "false)")
         return ""
 
     def graph(self, settings: FrameSettings, subtasks: list[str]) -> tuple[str, float]:
@@ -83,14 +98,14 @@ class OnnxBackend:
         s = settings.sharing
         if s.enabled and subtasks and self.loaded.shared is not None:
             if s.mode != "fixed" and not self._warned_threshold:
-                log.warning("backend onnxruntime runs the shared engine in sharing.mode 'fixed' (exactly "
-                            "ceil(%.3f x tokens) per layer); sharing.mode %r and its thresholds are not exported",
+                log.warning("backend %s runs the shared engine in sharing.mode 'fixed' (exactly ceil(%.3f x "
+                            "tokens) per layer); sharing.mode %r and its thresholds are not exported", self.backend,
                             s.max_token_fraction, s.mode)
                 self._warned_threshold = True
             return "engine", float(s.max_token_fraction)
         return "independent", 1.0
 
-    def runner(self, kind: str, cap: float) -> OrtRunner:
+    def runner(self, kind: str, cap: float) -> OrtRunner | OpenVinoRunner:
         """The session of graph (kind, cap), exporting it into the cache first if it is not there."""
         key = (kind, cap)
         if key not in self._runners:
@@ -105,8 +120,19 @@ class OnnxBackend:
                 for f in tmp.iterdir():  # renamed into place: a reader never sees half a file
                     f.replace(folder / f.name)
                 tmp.rmdir()
-            self._runners[key] = OrtRunner(path, self.providers, self.threads)
+            self._runners[key] = (OpenVinoRunner(path, self.threads) if self.backend == "openvino"
+                                  else OrtRunner(path, self.providers, self.threads))
         return self._runners[key]
+
+    @property
+    def graphs(self) -> list[tuple[str, float]]:
+        """The graphs (kind, cap) loaded so far, in load order."""
+        return list(self._runners)
+
+    def prepare(self, settings: FrameSettings, subtasks: list[str]) -> None:
+        """Export (if not cached) and load the graph ``settings`` run, so that the first frame does not wait for it
+        (an export takes 20-60 s on a CPU core)."""
+        self.runner(*self.graph(settings, subtasks))
 
     def run(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]) -> tuple[dict[str, torch.Tensor], str,
                                                                                            float]:

@@ -8,6 +8,12 @@ and its output buffers. ``process`` takes a frame's decoder (a callable that ret
 ``FrameError``), stamp and frame_id and returns a ``FrameResult``: the outputs (``runtime/outputs.py``), or why
 there are none (rejected: the frame did not decode; out_of_memory: the device had no room, everything kept
 between frames was released). Several pipelines share one ``Predictor`` (one per camera in a node).
+
+With ``FrameSettings.motion_frame`` set and a ``TransformBuffer`` given (the node's /tf), temporal sharing takes
+the image motion from the camera's poses (``runtime/tf_motion.py``: the frame's and the previous frame's, looked
+up at their stamps, projected with camera_info's K at the inference resolution, or a nominal K without one, and
+the previous frame's median depth when the depth task ran); a frame whose transform is unavailable falls back to
+the image estimate, with one warning per camera and frames. ``motion_source`` says which it was.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtshare_ros.runtime.buffers import OutputBuffers
-from mtshare_ros.runtime.camera import CameraModel, camera_problem, focal_of
+from mtshare_ros.runtime.camera import CameraModel, camera_problem, focal_of, nominal_camera_matrix, scale_camera
 from mtshare_ros.runtime.decode import FrameError
 from mtshare_ros.runtime.outputs import assemble_outputs
 from mtshare_ros.runtime.predictor import OutOfMemory, Prediction, Predictor, inference_size
 from mtshare_ros.runtime.settings import FrameSettings
 from mtshare_ros.runtime.stream import StreamWatch
+from mtshare_ros.runtime.tf_motion import PoseMotion, TransformBuffer
 
 Warn = Callable[[str, str], None]
 """``warn(text, cause)``: the owner's logger, once per cause (``cause`` keys the de-duplication)."""
@@ -50,7 +57,7 @@ class CameraPipeline:
     """One camera stream through a shared ``Predictor`` (see the module docstring)."""
 
     def __init__(self, predictor: Predictor, name: str = "", max_stamp_gap: float = 0.5,
-                 warn: Warn | None = None) -> None:
+                 warn: Warn | None = None, transforms: TransformBuffer | None = None) -> None:
         self.predictor = predictor
         self.name = name
         self.stream = StreamWatch(max_stamp_gap)
@@ -59,6 +66,10 @@ class CameraPipeline:
         self.camera: CameraModel | None = None
         self._warn = warn or (lambda text, cause: None)
         self._reset_requested = False
+        self.pose_motion = PoseMotion(transforms) if transforms is not None else None
+        self._frame: tuple[float, str] = (0.0, "")  # the stamp and frame_id of the frame observed last
+        self.motion_source = ""  # the last frame's: tf, image, off ('' without temporal sharing)
+        self.motion_problem = ""  # why the last frame's transform was unavailable ('' when it was not)
 
     # ------------------------------------------------------------------ camera_info
     def set_camera(self, camera: CameraModel | None, topic: str = "camera_info") -> str:
@@ -88,10 +99,13 @@ class CameraPipeline:
     def observe(self, stamp: float, frame_id: str, size: tuple[int, int]) -> str:
         """Record a frame in the stream watch; reset the temporal cache when it breaks the stream; say why."""
         reason = self.stream.observe(stamp, frame_id, size)
+        self._frame = (stamp, frame_id)
         if self._reset_requested:
             self._reset_requested, reason = False, reason or "~/reset"
         if reason:
             self.predictor.reset_stream(self.cache)
+            if self.pose_motion is not None:
+                self.pose_motion.reset()
         return reason
 
     # ------------------------------------------------------------------ a frame
@@ -125,12 +139,44 @@ class CameraPipeline:
               camera: CameraModel | None) -> FrameResult:
         """Predict and make the outputs of a decoded frame (its stream already observed)."""
         t1 = time.perf_counter()
+        shift = self._pose_shift(rgb.shape[:2], settings, camera)
         try:  # every step that allocates on the device: inference, then colours and points
-            pred = self.predictor.predict(rgb, settings, self.cache, focal_of(camera, rgb.shape[1]))
+            pred = self.predictor.predict(rgb, settings, self.cache, focal_of(camera, rgb.shape[1]), shift)
         except OutOfMemory as exc:
             self.release()
             return FrameResult("out_of_memory", rgb=rgb, error=str(exc).splitlines()[0])
+        if self.pose_motion is not None and settings.motion_frame:
+            depth = pred.maps.get("depth")
+            self.pose_motion.advance(self._frame[1], self._frame[0],
+                                     float(depth.nanmedian()) if depth is not None else None)
         return self.outputs_of(pred, rgb, settings, wanted, camera, (time.perf_counter() - t1) * 1e3)
+
+    def _pose_shift(self, size: tuple[int, int], settings: FrameSettings,
+                    camera: CameraModel | None) -> tuple[float, float] | None:
+        """This frame's image motion from TF in pixels of the inference resolution, or None (the engine estimates
+        it from the images); sets ``motion_source`` and ``motion_problem``, and warns once per cause."""
+        temporal = settings.temporal
+        self.motion_source = "" if not temporal.enabled else "off" if temporal.motion == "off" else "image"
+        self.motion_problem = ""
+        if self.motion_source != "image" or not settings.motion_frame or self.pose_motion is None:
+            return None
+        h0, w0 = size
+        h, w = inference_size(h0, w0, self.predictor.cfg.img_size[0], self.predictor.cfg.patch_size,
+                              settings.max_width)
+        # without camera_info: the focal length the checkpoint's depth assumes too (its canonical one), if any
+        k = scale_camera(camera, (h, w), (w / w0, h / h0)).k if camera is not None else \
+            nominal_camera_matrix(h, w, self.predictor.cfg.canonical_focal)
+        stamp, frame_id = self._frame
+        shift, why = self.pose_motion.shift(settings.motion_frame, frame_id, stamp, k)
+        if shift is not None:
+            self.motion_source = "tf"
+        elif why:
+            self.motion_problem = why
+            where = f"camera {self.name!r}: " if self.name else ""
+            self._warn(f"{where}temporal.motion_frame {settings.motion_frame!r}: {why}; the image motion estimate is "
+                       "used instead while the transform is unavailable", f"tf {self.name} {settings.motion_frame} "
+                       f"{frame_id}")
+        return shift
 
     def outputs_of(self, pred: Prediction, rgb: np.ndarray, settings: FrameSettings, wanted: Collection[str],
                    camera: CameraModel | None, inference_ms: float) -> FrameResult:

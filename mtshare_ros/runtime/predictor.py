@@ -86,16 +86,16 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str = "default", device: str = "auto", backend: str = "torch") -> None:
-        """``backend``: ``torch`` (eager PyTorch) or ``onnxruntime`` (the checkpoint's exported graphs,
-        ``runtime/onnx_backend.py``; a missing onnxruntime or execution provider raises here)."""
+        """``backend``: ``torch`` (eager PyTorch), ``onnxruntime`` or ``openvino`` (the checkpoint's exported graphs,
+        ``runtime/onnx_backend.py``; a missing package or execution provider raises here)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.device = select_device(device)
         self.loaded = load_models(checkpoint)
         self.backend = backend
-        # onnxruntime gets the threads torch was given (the node chooses them before it builds the predictor)
-        self.onnx = OnnxBackend(self.loaded, str(self.device), torch.get_num_threads()) if backend == "onnxruntime" \
-            else None
+        # an exported backend gets the threads torch was given (the node chooses them before it builds the predictor)
+        self.onnx = OnnxBackend(self.loaded, str(self.device), torch.get_num_threads(), backend) \
+            if backend != "torch" else None
         self._onnx_stats: dict[tuple, dict[str, float]] = {}
         self.models, self.shared = self.loaded.dense, self.loaded.shared
         self.cfg = self.loaded.cfg
@@ -119,6 +119,12 @@ class Predictor:
         if unknown or not settings.tasks:
             return f"tasks {list(settings.tasks)} invalid: the checkpoint provides {list(self.available_tasks)}"
         return self.onnx.check(settings) if self.onnx is not None else ""
+
+    def prepare(self, settings: FrameSettings) -> None:
+        """Do before the first frame what it would otherwise wait for: an exported backend's graph for ``settings``
+        (exported into the cache if it is not there, then loaded). Call after ``check`` passed."""
+        if self.onnx is not None:
+            self.onnx.prepare(settings, [t for t in settings.tasks if t != BASE_TASK])
 
     def _modules(self) -> list[torch.nn.Module]:
         return [self.models] + ([self.shared] if self.shared is not None else [])
@@ -168,8 +174,8 @@ class Predictor:
         x = image.permute(2, 0, 1)[None].float() / 255.0
         return (x - self._mean) / self._std, (w / w0, h / h0), image
 
-    def _run(self, x: torch.Tensor, settings: FrameSettings, cache: TemporalCache
-             ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def _run(self, x: torch.Tensor, settings: FrameSettings, cache: TemporalCache,
+             shift: tuple[float, float] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         subtasks = [t for t in settings.tasks if t != BASE_TASK]
         s, temporal = settings.sharing, settings.temporal
         if self._temporal_on.get(id(cache)) and not temporal.enabled:
@@ -188,7 +194,8 @@ class Predictor:
             return outputs, {"sharing": 0.0, "temporal": 0.0}
         thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
         mode = s.mode if sharing else "threshold"
-        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache, mode=mode)
+        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache, shift=shift,
+                                  mode=mode)
         stats = {
             "sharing": float(sharing),
             "temporal": float(temporal.enabled),
@@ -207,13 +214,13 @@ class Predictor:
 
     def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]
                   ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """A frame through the onnxruntime backend; its stats are the torch engine's for the same fixed budget
+        """A frame through an exported backend; its stats are the torch engine's for the same fixed budget
         (the graph runs exactly that work: counted once per input shape and cap). The graphs take one frame: a
         batch runs frame by frame."""
         runs = [self.onnx.run(x[i : i + 1], settings, subtasks) for i in range(x.shape[0])]
         _, kind, cap = runs[0]
         outputs = {t: torch.cat([r[0][t] for r in runs]) for t in settings.tasks}
-        stats = {"sharing": float(kind == "engine"), "temporal": 0.0, "backend_onnxruntime": 1.0}
+        stats = {"sharing": float(kind == "engine"), "temporal": 0.0, f"backend_{self.backend}": 1.0}
         if kind == "engine":
             key = (tuple(x.shape[1:]), cap)
             if key not in self._onnx_stats:
@@ -227,7 +234,7 @@ class Predictor:
 
     def predict(
         self, rgb: np.ndarray, settings: FrameSettings | None = None, cache: TemporalCache | None = None,
-        fx: float | None = None,
+        fx: float | None = None, shift: tuple[float, float] | None = None,
     ) -> Prediction:
         """Run ``settings`` (default: all tasks, the package's defaults) on one uint8 RGB frame of the stream whose
         temporal cache is ``cache`` (default: ``temporal_cache``, one stream's; ``new_stream`` makes another).
@@ -237,6 +244,10 @@ class Predictor:
         (models/focal.py); without it that checkpoint assumes its training data's nominal focal length and says
         so once. Checkpoints without a canonical focal length predict metric depth and ignore ``fx``.
 
+        ``shift``: with temporal sharing, the image motion (dy, dx) since the stream's previous frame in pixels of
+        the inference resolution, known from elsewhere (the camera's pose: ``runtime/tf_motion.py``); it replaces
+        the engine's image estimate for this frame (``sharing/motion.py``).
+
         Raises ``OutOfMemory`` when the device runs out of memory at any step of the frame (upload, inference,
         postprocessing), after ``release_caches``: the frame is lost, the predictor serves the next one."""
         settings = settings or FrameSettings()
@@ -244,7 +255,7 @@ class Predictor:
         if reason:
             raise ValueError(reason)
         try:
-            return self._predict(rgb, settings, cache or self.temporal_cache, fx)
+            return self._predict(rgb, settings, cache or self.temporal_cache, fx, shift)
         except torch.cuda.OutOfMemoryError as exc:  # a frame too large for what the device has left
             reason = OutOfMemory.reason(exc)
         # released outside the handler: the exception's traceback holds the failed frame's tensors until it ends
@@ -323,11 +334,11 @@ class Predictor:
 
     @torch.inference_mode()
     def _predict(self, rgb: np.ndarray, settings: FrameSettings, cache: TemporalCache,
-                 fx: float | None = None) -> Prediction:
+                 fx: float | None = None, shift: tuple[float, float] | None = None) -> Prediction:
         t0 = time.perf_counter()
         x, scale, image = self.preprocess(rgb, settings.max_width)
         t1 = time.perf_counter()
-        outputs, stats = self._run(x, settings, cache)
+        outputs, stats = self._run(x, settings, cache, shift)
         if "depth" in outputs:
             outputs = {**outputs, "depth": self._metric(outputs["depth"], fx, rgb, x)}
         if self.device.type == "cuda":

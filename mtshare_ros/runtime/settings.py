@@ -56,7 +56,9 @@ class FrameSettings:
     """Everything that may change between frames. Depth outside ``[min_depth, max_depth]`` metres is reported
     invalid (NaN, REP 118). ``max_width`` caps the inference (and output) width: the model sees a fixed number of
     rows and a width that keeps the aspect ratio, so a very wide strip would otherwise cost without bound.
-    ``output_size``: ``inference`` publishes the model's resolution (cheapest), ``input`` the camera's."""
+    ``output_size``: ``inference`` publishes the model's resolution (cheapest), ``input`` the camera's.
+    ``motion_frame``: with temporal motion compensation, the fixed frame (e.g. ``odom``) the camera's pose is looked
+    up in for the image motion (``runtime/tf_motion.py``); '' estimates it from the images."""
 
     tasks: tuple[str, ...] = ALL_TASKS
     min_depth: float = 0.05
@@ -65,3 +67,4 @@ class FrameSettings:
     output_size: str = "inference"  # or "input": outputs at the camera's resolution (runtime/upsample.py)
     sharing: SharingSettings = field(default_factory=SharingSettings)
     temporal: TemporalSettings = field(default_factory=TemporalSettings)
+    motion_frame: str = ""

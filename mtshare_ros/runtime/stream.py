@@ -11,6 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def stamp_seconds(stamp) -> float:
+    """A header stamp (builtin_interfaces/Time: ``sec``, ``nanosec``) as float seconds, the stream's time line."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 @dataclass
 class StreamWatch:
     """Remembers the last frame of a stream; ``observe`` says why a frame starts a new stream, or ''."""

@@ -526,7 +526,12 @@ class SharedMultiTaskModel(nn.Module):
             first = delta_score(tok_b, cache.base[0].inp[0])
             if cache.stale is not None:
                 first = first.masked_fill(cache.stale, float("inf"))
-        keyframe = not continuing or cache.is_keyframe(signature, temporal, first, budget)
+        if continuing:
+            keyframe = cache.is_keyframe(signature, temporal, first, budget)
+        else:
+            keyframe = True
+            cache.note_keyframe("start" if cache.signature is None or not cache.base else
+                                "signature" if cache.signature != signature else "out_of_view")
         cache.begin(signature, keyframe)
         if keyframe:
             cache.motion.restart(g)

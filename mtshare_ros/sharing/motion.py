@@ -30,9 +30,10 @@ already follow the scene); otherwise it retries on the next frame. What is exact
   block of the frame (``stale``); when they exceed the token cap the frame is a keyframe.
 * The heads run on the current tokens at their current positions: unaffected.
 
-Motion may also come from the outside: the engine's ``shift`` argument (for instance the camera's rotation
-between two stamps, looked up in a fixed frame, projected through the camera matrix: ``rotation_shift``)
-replaces the image estimate for that frame. The node does not look TF up yet (no tf2 in its environment).
+Motion may also come from the outside: the engine's ``shift`` argument replaces the image estimate for that
+frame, in the same units and sign (pixels of the engine's input, the content's motion). The node gives it from
+the camera's pose in a fixed frame (``temporal.motion_frame``): ``runtime/tf_motion.py`` projects the camera's
+motion between the two frames' stamps through the camera matrix.
 """
 
 from __future__ import annotations
@@ -94,17 +95,6 @@ def estimate_shift(prev: torch.Tensor, cur: torch.Tensor, factor: int = DOWNSCAL
     if resp < MIN_RESPONSE:
         return 0.0, 0.0, resp
     return dy * factor, dx * factor, resp
-
-
-def rotation_shift(rotation: torch.Tensor, fx: float, fy: float) -> tuple[float, float]:
-    """The image motion (dy, dx) in pixels at the image centre of a camera rotating by ``rotation`` (3x3, the
-    new optical frame's axes in the old one's: REP 103 optical, z forward, x right, y down): the rotation-only
-    homography ``K R^T K^-1`` applied to the principal point. Translation (parallax) is not in it."""
-    r = rotation.double().t()  # points of the old frame in the new one
-    ray = r @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
-    if ray[2] <= 1e-6:
-        return 0.0, 0.0
-    return float(fy * ray[1] / ray[2]), float(fx * ray[0] / ray[2])
 
 
 @dataclass

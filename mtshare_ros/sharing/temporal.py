@@ -129,6 +129,8 @@ class TemporalCache:
         self.motion = MotionState()
         self.stale: torch.Tensor | None = None  # (N,) tokens without a reference after a realignment
         self.heads = HeadCache()  # the heads' last outputs and statistics (partial heads)
+        self.keyframe_reason = ""  # why the last keyframe was one (is_keyframe)
+        self.keyframe_reasons: dict[str, int] = {}  # keyframes of this stream by reason
         self._force = True
 
     def reset(self) -> None:
@@ -168,20 +170,38 @@ class TemporalCache:
                     budget: int | None = None) -> bool:
         """Whether this frame must be a keyframe. ``first_change``: the relative change of the tokens entering the
         first block (B, N) against their references, for the scene-cut test (one host read on CUDA); ``budget``:
-        the token cap, which the stale tokens of a realignment must fit in."""
-        if self._force or signature != self.signature or not self.base:
-            return True
-        if self.frames_since_keyframe + 1 >= settings.keyframe_interval or self.deferred > settings.max_deferred:
-            return True
+        the token cap, which the stale tokens of a realignment must fit in. Why, when it is one:
+        ``keyframe_reason`` (counted in ``keyframe_reasons``)."""
+        reason = self._keyframe_reason(signature, settings, first_change, budget)
+        if reason:
+            self.note_keyframe(reason)
+        return bool(reason)
+
+    def note_keyframe(self, reason: str) -> None:
+        """Count a keyframe decided by ``reason`` (the engine's own: 'out_of_view' after a motion that leaves no
+        reference in view)."""
+        self.keyframe_reason = reason
+        self.keyframe_reasons[reason] = self.keyframe_reasons.get(reason, 0) + 1
+
+    def _keyframe_reason(self, signature: tuple, settings: TemporalSettings, first_change: torch.Tensor | None,
+                         budget: int | None) -> str:
+        if self._force or not self.base:
+            return "start"
+        if signature != self.signature:
+            return "signature"
+        if self.frames_since_keyframe + 1 >= settings.keyframe_interval:
+            return "interval"
+        if self.deferred > settings.max_deferred:
+            return "deferred"
         if self.drift > settings.max_drift:
-            return True
+            return "drift"
         if self.stale is not None and budget is not None and int(self.stale.sum()) > budget:
-            return True
+            return "entering"
         if first_change is not None and settings.threshold > 0:
             changed = float((first_change > settings.threshold).float().mean())
             if changed > settings.scene_cut_fraction:
-                return True
-        return False
+                return "scene_cut"
+        return ""
 
     def begin(self, signature: tuple, keyframe: bool) -> None:
         """Book-keeping of a frame: a keyframe starts the buffers over (the engine refills them)."""
