@@ -11,9 +11,10 @@ Reports delivered fps, dropped frames, latency p50/p95 (header stamp -> receipt)
 split into conversion (decode + output messages), inference and publishing. Writes
 bench/results/node_latency.json and .md (or into ``--out``), each with the record of the machine it ran on
 (bench/environment.py: torch version, CPU capability and model, cores, threads, GPU; times differ about 2x
-between machines).
+between machines). ``--quick`` checks the whole path in seconds (3 s a variant, results in a temporary directory
+unless ``--out``): not a measurement.
 
-    .venv/bin/python bench/node_latency.py [--seconds 15] [--out DIR]
+    .venv/bin/python bench/node_latency.py [--seconds 15] [--out DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +56,9 @@ VARIANTS = [
 ]
 SPLIT = ("decode", "inference", "convert", "publish", "ros_overhead")
 NO_CUDA = "skipped: torch.cuda.is_available() is False on this machine"
+GOAL_MS = 2.0
+"""Issue 27's goal for the ROS-side overhead p50 with every output subscribed."""
+QUICK_SECONDS = 3.0
 
 
 def run_variant(
@@ -127,9 +132,9 @@ def _table(rows: list[dict]) -> list[str]:
 
 def _goal(rows: list[dict], where: str) -> str:
     first = rows[0]
-    return (f"Goal: ROS-side overhead (decode + output conversion + publishing every output) under 3 ms p50: "
-            f"**{first['ros_overhead_ms_p50']:.2f} ms** {where} with all outputs subscribed "
-            f"({'met' if first['ros_overhead_ms_p50'] < 3 else 'not met'}).")
+    return (f"Goal: ROS-side overhead (decode + output conversion + publishing every output) at most {GOAL_MS:g} ms "
+            f"p50: **{first['ros_overhead_ms_p50']:.2f} ms** {where} with all outputs subscribed "
+            f"({'met' if first['ros_overhead_ms_p50'] <= GOAL_MS else 'not met'}).")
 
 
 def to_markdown(report: dict) -> str:
@@ -170,11 +175,18 @@ def to_markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=15.0, help="streaming time per variant (default 15)")
-    p.add_argument("--out", type=Path, default=RESULTS,
-                   help="where node_latency.json/.md and the node logs go (default bench/results; a trial run "
-                   "elsewhere leaves the committed results alone)")
+    p.add_argument("--seconds", type=float, default=None, help="streaming time per variant (default 15; 3 with "
+                   "--quick)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where node_latency.json/.md and the node logs go (default bench/results, with --quick a "
+                   "temporary directory: a trial run elsewhere leaves the committed results alone)")
+    p.add_argument("--quick", action="store_true", help="a check of the whole path in about a minute, not a "
+                   "measurement")
     args = p.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = QUICK_SECONDS if args.quick else 15.0
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="node_latency_")) if args.quick else RESULTS
     use_fastdds_profile()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(report)
     (args.out / "node_latency.md").write_text(md)
     print(md)
+    print(f"wrote {args.out / 'node_latency.json'} and .md")
     return 0
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import array
-
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
@@ -21,11 +19,16 @@ _ENCODINGS = {
 _POINTFIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): PointField.UINT32}
 
 
-def _as_byte_array(arr: np.ndarray) -> array.array:
-    """Fast path for uint8[] message fields: assigning bytes would check every element in Python."""
-    out = array.array("B")
-    out.frombytes(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)  # one copy, no bytes temporary
-    return out
+def _share_data(msg: Image | PointCloud2, arr: np.ndarray) -> None:
+    """``msg.data`` = the bytes of ``arr``, shared, not copied (the message holds a view of ``arr``'s memory).
+
+    The generated setter copies whatever it is given into an ``array.array`` (twice for an array: the caller's
+    copy and the setter's, 3.5 MB a frame for every output at 240x320), and publishing copies the field once more
+    into the C message. That copy reads any buffer (rosidl's ``convert_from_py`` takes the buffer protocol), so
+    the slot holds a byte view and publishing makes the only copy. A ``memoryview`` and not the array: it
+    compares equal to the ``array.array`` a received message holds (``Image.__eq__``), as an ndarray would not.
+    ``test/test_conversions.py`` pins the bytes on the wire against the setter's."""
+    msg._data = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
 
 
 def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
@@ -38,7 +41,8 @@ def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
 
 def array_to_image(arr: np.ndarray, header: Header, encoding: str | None = None) -> Image:
     """(H, W) or (H, W, C) array -> Image with ``encoding`` (a task's ``TaskSpec.encoding``), which must agree with
-    the array's dtype and channels; without, the encoding those imply."""
+    the array's dtype and channels; without, the encoding those imply. The message shares ``arr``'s memory
+    (``_share_data``): publish it before ``arr`` changes."""
     ch = 1 if arr.ndim == 2 else arr.shape[2]
     implied = _ENCODINGS.get((arr.dtype, ch))
     if implied is None or (encoding is not None and encoding != implied):
@@ -46,12 +50,13 @@ def array_to_image(arr: np.ndarray, header: Header, encoding: str | None = None)
     encoding = implied
     msg = Image(header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0)
     msg.step = arr.shape[1] * ch * arr.dtype.itemsize
-    msg.data = _as_byte_array(arr)
+    _share_data(msg, arr)
     return msg
 
 
 def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
-    """Structured ``POINT_DTYPE`` array, (N,) or organised (H, W), -> PointCloud2 (NaN = no return)."""
+    """Structured ``POINT_DTYPE`` array, (N,) or organised (H, W), -> PointCloud2 (NaN = no return), sharing
+    ``points``' memory (``_share_data``): publish it before ``points`` changes."""
     fields = [
         PointField(
             name=name,
@@ -71,7 +76,7 @@ def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
         row_step=POINT_DTYPE.itemsize * points.shape[-1],
         is_dense=False,
     )
-    msg.data = _as_byte_array(points.view(np.uint8))
+    _share_data(msg, points)
     return msg
 
 

@@ -54,7 +54,9 @@ class OutputPublishers:
 
     @staticmethod
     def to_messages(outputs: dict[str, np.ndarray | CameraModel], header: Header) -> dict[str, Any]:
-        """Every output as its message, each with ``header`` (the input's stamp and frame)."""
+        """Every output as its message, each with ``header`` (the input's stamp and frame). The messages share the
+        outputs' memory (``conversions._share_data``; ``runtime/buffers.py`` reuses it for the next frame): publish
+        or write them before the next frame's outputs are made (publishing copies)."""
         msgs: dict[str, Any] = {}
         for name, value in outputs.items():
             if name == "points":
