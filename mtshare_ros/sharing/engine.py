@@ -497,6 +497,7 @@ class SharedMultiTaskModel(nn.Module):
         signature = (tuple(x.shape), tuple(sub_names), x.device, x.dtype, offset, id(self))
         budget = token_budget(tok_b.shape[1], temporal.max_token_fraction)
         continuing = cache.signature == signature and bool(cache.base)
+        out_of_view = False
         g = None
         if temporal.motion != "off":
             t0 = time.perf_counter()
@@ -510,7 +511,7 @@ class SharedMultiTaskModel(nn.Module):
                     shift, state.source = (dy, dx), "image"
                 step_tokens = state.advance(shift, self.cfg.patch_size)
                 if motion.shift_too_large(grid, step_tokens):
-                    continuing = False  # nothing of the references is in view: a keyframe
+                    continuing, out_of_view = False, True  # nothing of the references is in view: a keyframe
                 elif step_tokens != (0, 0):
                     pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
                     if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
@@ -526,12 +527,11 @@ class SharedMultiTaskModel(nn.Module):
             first = delta_score(tok_b, cache.base[0].inp[0])
             if cache.stale is not None:
                 first = first.masked_fill(cache.stale, float("inf"))
-        if continuing:
-            keyframe = cache.is_keyframe(signature, temporal, first, budget)
-        else:
+        if out_of_view:
             keyframe = True
-            cache.note_keyframe("start" if cache.signature is None or not cache.base else
-                                "signature" if cache.signature != signature else "out_of_view")
+            cache.note_keyframe("out_of_view")
+        else:  # a new stream or another signature is the first thing is_keyframe tells (first is None then)
+            keyframe = cache.is_keyframe(signature, temporal, first, budget)
         cache.begin(signature, keyframe)
         if keyframe:
             cache.motion.restart(g)
