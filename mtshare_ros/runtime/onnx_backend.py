@@ -40,6 +40,15 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "mtshare_ros") / "onnx"
 
 
+def openvino_on(device: str) -> None:
+    """Raise ``BackendUnavailable`` unless backend openvino can run on ``device`` here: the CPU, openvino
+    installed."""
+    if device != "cpu":
+        raise BackendUnavailable(f"backend openvino runs on the CPU, not {device} (use device cpu, or backend "
+                                 "onnxruntime for a GPU)")
+    openvino_available()
+
+
 class OnnxRunner:
     """An exported graph run by ``backend`` (``onnxruntime`` or ``openvino``) on ``device``: ``cpu``, ``cuda``
     (the CUDA provider alone), ``tensorrt`` (TensorRT fp16, engines cached in ``trt_cache``, then CUDA) or a torch
@@ -49,8 +58,7 @@ class OnnxRunner:
     def __init__(self, path: str | Path, backend: str = "onnxruntime", device: str = "cpu", threads: int = 0,
                  trt_cache: str | Path | None = None) -> None:
         if backend == "openvino":
-            if device != "cpu":
-                raise BackendUnavailable(f"backend openvino runs on the CPU here, not {device}")
+            openvino_on(device)
             self.impl: OrtRunner | OpenVinoRunner = OpenVinoRunner(path, threads)
         elif backend == "onnxruntime":
             gpu = {"cuda": ("cuda", False), "tensorrt": ("cuda", True)}.get(device, (device, None))
@@ -75,10 +83,7 @@ class OnnxBackend:
         self.backend = backend
         self.threads = threads
         if backend == "openvino":
-            if device != "cpu":
-                raise BackendUnavailable(f"backend openvino runs on the CPU, not {device} (use device cpu, or "
-                                         "backend onnxruntime for a GPU)")
-            openvino_available()
+            openvino_on(device)
             self.providers: list = []
         else:
             self.providers = providers_for(device)
