@@ -51,6 +51,7 @@ def test_a_rendered_stream_reports_temporal_savings_and_breaks_force_keyframes(r
         _send(rig, rgb, t0 + k / FPS)
     d = _diagnostics(rig, len(frames))
     assert int(d["temporal_keyframes"]) == 1, d  # one keyframe, then the slow pan reuses earlier frames
+    assert d["keyframe_reasons"] == "start=1" and d["last_keyframe_reason"] == "start", d
     assert float(d["keyframe_rate"]) < 0.5
     assert float(d["recomputed_segmentation"]) < 0.9  # the last frame: the base task skipped tokens
     assert float(d["gmacs_executed"]) < float(d["gmacs_independent"])

@@ -326,12 +326,17 @@ def test_temporal_sharing_and_stream_breaks(bags, tmp_path, capsys):
     c = json.loads((out / "metrics.json").read_text())["summary"]["compute"]
     assert c["temporal"] and 0 < c["keyframe_rate"] < 1, "frames after the first reuse the stream"
     assert "segmentation" in c["recomputed_fraction"]
+    # why each keyframe came: counted over the whole replay, and in the report
+    assert c["keyframe_reasons"].get("start") == 1 and sum(c["keyframe_reasons"].values()) == round(
+        c["keyframe_rate"] * FRAMES), c
+    assert "Keyframes by reason: " in (out / "report.md").read_text()
     out2 = tmp_path / "breaks"
     code, _, err = replay([bags["mcap"], "--out", out2, "--param", "temporal.enabled=true",
                            "--param", "temporal.max_stamp_gap=0.01"], capsys)
     assert code == 0, err
     s = json.loads((out2 / "metrics.json").read_text())["summary"]
     assert len(s["stream_breaks"]) == FRAMES - 1 and s["compute"]["keyframe_rate"] == 1.0
+    assert s["compute"]["keyframe_reasons"] == {"start": FRAMES}, "every break restarts the stream"
 
 
 def test_visualize_makes_the_montage_and_the_video(multi_run, bags, tmp_path, capsys):

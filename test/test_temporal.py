@@ -6,7 +6,7 @@ import torch
 from test_sharing_engine import CFG, _models
 
 from mtshare_ros.sharing import SharedMultiTaskModel
-from mtshare_ros.sharing.temporal import TemporalCache, TemporalSettings
+from mtshare_ros.sharing.temporal import TemporalCache, TemporalSettings, format_reasons, parse_reasons
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,14 @@ def test_keyframes_come_at_the_interval_on_a_scene_cut_and_after_reset(shared):
         assert cache.keyframe_reason == "signature"
         small = cut[..., :32, :48]
         assert shared(small, 0.05, 0.3, tasks=["depth"], temporal=ts, cache=cache)[1].keyframe
+    counts = {"start": 2, "interval": 2, "scene_cut": 1, "signature": 2}
+    assert cache.keyframe_reasons == counts and sum(counts.values()) == cache.keyframes
+    # the one-line form /diagnostics carries reads back as the counts, most frequent first
+    line = format_reasons(cache.keyframe_reasons)
+    assert line == "interval=2 signature=2 start=2 scene_cut=1" and parse_reasons(line) == counts
+    assert parse_reasons("scene_cut=x bogus=3 drift=4") == {"drift": 4}
+    with pytest.raises(ValueError, match="unknown keyframe reason"):
+        cache.note_keyframe("because")
 
 
 def test_tokens_left_out_by_the_cap_bring_the_next_keyframe_early(shared):

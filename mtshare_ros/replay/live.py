@@ -26,6 +26,7 @@ from mtshare_ros.replay.frames import bag_messages, open_reader, read_frames
 from mtshare_ros.replay.outbag import OutputBag, msgtype_of
 from mtshare_ros.replay.sink import Sink
 from mtshare_ros.replay.topics import BagError, Topics
+from mtshare_ros.sharing.temporal import parse_reasons
 from mtshare_ros.tasks import task_names
 
 
@@ -201,6 +202,8 @@ def _compute_from_diagnostics(diag: dict[str, str]) -> dict:
         compute["macs_saved_fraction"] = num("macs_saved_fraction")
     if "keyframe_rate" in diag:
         compute["keyframe_rate"] = num("keyframe_rate")
+    if "keyframe_reasons" in diag:
+        compute["keyframe_reasons"] = parse_reasons(diag["keyframe_reasons"])
     compute["recomputed_fraction"] = {k.removeprefix("recomputed_"): num(k) for k in diag
                                       if k.startswith("recomputed_")}
     return compute

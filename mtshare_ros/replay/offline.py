@@ -141,6 +141,8 @@ def run_offline(reader, path, topics: Topics, predictor, values: dict[str, Any],
         raise BagError(f"{path}: no frame of {topics.image} decodes ({first_error})")
     summary = summarize(sink.records, wall)
     summary["stream_breaks"] = breaks
+    if summary.get("compute", {}).get("temporal"):
+        summary["compute"]["keyframe_reasons"] = dict(pipeline.cache.keyframe_reasons)
     if first_error:
         summary["first_rejection"] = first_error
     return summary

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mtshare_ros.replay.evaluation import FrameRecord
+from mtshare_ros.sharing.temporal import format_reasons
 from mtshare_ros.training.metrics import headline
 
 HEADLINE_ONE = {"segmentation": "mIoU", "depth": "abs_rel", "normals": "mean_deg"}
@@ -105,6 +106,9 @@ def markdown(result: dict) -> str:
                   f"{_f(c.get('macs_saved_fraction'))} | {_f(c.get('keyframe_rate'))} | {rec} |", "",
                   f"Task sharing {'on' if c.get('sharing') else 'off'}, temporal sharing "
                   f"{'on' if c.get('temporal') else 'off'}" + (f"; from {c['source']}." if c.get("source") else ".")]
+        if c.get("keyframe_reasons"):
+            lines += ["", f"Keyframes by reason: {format_reasons(c['keyframe_reasons'])} (`temporal.*` parameters: "
+                      "scene_cut_fraction, max_drift, keyframe_interval, max_deferred)."]
     lines += ["", "## Accuracy against ground truth", ""]
     if result["metrics"]:
         lines += ["Same definitions as `mtshare eval` (pooled over every valid pixel of every scored frame).", "",

@@ -59,6 +59,7 @@ from mtshare_ros.runtime.rates import RollingStats  # noqa: E402
 from mtshare_ros.runtime.settings import FrameSettings  # noqa: E402
 from mtshare_ros.runtime.stream import stamp_seconds  # noqa: E402
 from mtshare_ros.runtime.tf_motion import TransformBuffer  # noqa: E402
+from mtshare_ros.sharing.temporal import format_reasons  # noqa: E402
 
 NODE_NAME = "mtshare"
 DELAY_FILE_ENV = "MTSHARE_TEST_DELAY_FILE"
@@ -466,6 +467,8 @@ class MtshareNode(LifecycleNode):
             cache = cam.pipeline.cache
             values["keyframe_rate"] = f"{s.mean('keyframe'):.3f}"
             values["temporal_keyframes"], values["temporal_frames"] = str(cache.keyframes), str(cache.frames)
+            values["keyframe_reasons"] = format_reasons(cache.keyframe_reasons)  # e.g. "scene_cut=12 interval=3"
+            values["last_keyframe_reason"] = cache.keyframe_reason
             values["motion_source"] = cam.pipeline.motion_source  # tf, image or off: the last frame's
             if cam.pipeline.motion_problem:
                 values["motion_tf_problem"] = cam.pipeline.motion_problem

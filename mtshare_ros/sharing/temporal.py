@@ -86,6 +86,27 @@ MOTIONS = ("image", "off")
 unless the caller passes the frame's motion to the engine, e.g. from the camera's pose), or not at all."""
 
 
+KEYFRAME_REASONS = ("start", "signature", "interval", "deferred", "drift", "entering", "scene_cut", "out_of_view")
+"""Why a frame was a keyframe, in the order ``TemporalCache.is_keyframe`` tests them (the module docstring has each
+rule); ``out_of_view`` is the engine's, after a motion that leaves no reference in view."""
+
+
+def format_reasons(counts: dict[str, int]) -> str:
+    """Keyframe counts by reason as one line, most frequent first (``scene_cut=12 interval=3``): /diagnostics and
+    the replay report show it; ``parse_reasons`` reads it back."""
+    return " ".join(f"{r}={n}" for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def parse_reasons(text: str) -> dict[str, int]:
+    """``format_reasons``' line back as counts (malformed parts skipped: it comes from another process)."""
+    out = {}
+    for part in text.split():
+        name, _, n = part.partition("=")
+        if name in KEYFRAME_REASONS and n.isdigit():
+            out[name] = int(n)
+    return out
+
+
 @dataclass
 class LayerCache:
     """One block's references for S stacked streams: ``inp``/``out`` (S, B, N, C), ``qkv`` (S * B, N, 3C); for
@@ -180,6 +201,8 @@ class TemporalCache:
     def note_keyframe(self, reason: str) -> None:
         """Count a keyframe decided by ``reason`` (the engine's own: 'out_of_view' after a motion that leaves no
         reference in view)."""
+        if reason not in KEYFRAME_REASONS:
+            raise ValueError(f"unknown keyframe reason {reason!r}: one of {KEYFRAME_REASONS}")
         self.keyframe_reason = reason
         self.keyframe_reasons[reason] = self.keyframe_reasons.get(reason, 0) + 1
 
