@@ -64,7 +64,7 @@ class TemporalSettings:
     threshold: float = 0.2
     max_token_fraction: float = 0.3
     keyframe_interval: int = 30
-    scene_cut_fraction: float = 0.5
+    scene_cut_fraction: float = 0.8
     max_deferred: float = 0.5
     motion: str = "image"
     max_drift: float = 0.1
