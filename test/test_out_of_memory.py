@@ -25,8 +25,10 @@ from mtshare_ros.tasks import depth as depth_task
 
 H, W = 120, 160
 CLASSES = 15
-# temporal sharing on: a failed frame must also drop the stream's reference buffers and the keyframe weights
-TEMPORAL = FrameSettings(max_width=W, temporal=TemporalSettings(enabled=True))
+# temporal sharing on: a failed frame must also drop the stream's reference buffers and the keyframe weights.
+# Every frame a keyframe (interval 1): the blocks and heads the faults are injected into run as modules on
+# keyframes, and a rule, not the frames' content (a scene cut), makes the injected frame one.
+TEMPORAL = FrameSettings(max_width=W, temporal=TemporalSettings(enabled=True, keyframe_interval=1))
 
 
 def _frame(seed: int) -> np.ndarray:
