@@ -108,10 +108,10 @@ class Loaded:
 
 
 def load_all() -> Loaded:
-    default = load_models("default")
-    multitask = load_models(ROOT / "mtshare_ros" / "weights" / "multitask.pt", shared=False)
-    return Loaded({t: default.dense[t].eval() for t in TASKS}, {t: multitask.dense[t].eval() for t in TASKS},
-                  default.shared.eval(), SharingSettings())
+    independent = load_models("independent", shared=False)
+    multitask = load_models("multitask", shared=False)
+    return Loaded({t: independent.dense[t].eval() for t in TASKS}, {t: multitask.dense[t].eval() for t in TASKS},
+                  load_models("default").shared.eval(), SharingSettings())
 
 
 def torch_runs(m: Loaded) -> dict[str, tuple[Callable[[torch.Tensor], Outputs], Callable[[torch.Tensor], float]]]:
@@ -165,7 +165,7 @@ def onnx_rows(m: Loaded, backend: str, export_dir: Path, height: int) -> dict[st
     runs = {}
     s = m.sharing
     for kind, model in (("independent", "independent"), ("multitask", "multitask"), ("engine", "engine_fixed")):
-        ckpt = ROOT / "mtshare_ros" / "weights" / "multitask.pt" if kind == "multitask" else "default"
+        ckpt = {"independent": "independent", "multitask": "multitask", "engine": "default"}[kind]
         key = (kind, height, str(export_dir))
         if key not in _EXPORTED:  # one export per graph and height, shared by ONNX Runtime and OpenVINO
             _EXPORTED[key] = export_onnx(ckpt, kind, export_dir, height=height, mode="fixed", cap=s.max_token_fraction)

@@ -94,11 +94,11 @@ def deviation(out: Outputs, ref: Outputs) -> dict[str, float]:
 
 def model_runs(device: torch.device) -> dict[str, tuple[Callable[[torch.Tensor], Outputs], list[torch.nn.Module]]]:
     """Each model kind's forward on ``device`` and the modules to cast."""
-    default = load_models("default")
-    multitask = load_models(ROOT / "mtshare_ros" / "weights" / "multitask.pt", shared=False)
-    dense = {t: default.dense[t].eval().to(device) for t in TASKS}
+    independent = load_models("independent", shared=False)
+    multitask = load_models("multitask", shared=False)
+    dense = {t: independent.dense[t].eval().to(device) for t in TASKS}
     mt = {t: multitask.dense[t].eval().to(device) for t in TASKS}
-    engine = default.shared.eval().to(device)
+    engine = load_models("default").shared.eval().to(device)
     s = SharingSettings()
     thr = s.thresholds(list(TASKS[1:]))
     return {
@@ -184,7 +184,7 @@ def part_onnxruntime(device: torch.device, timer: Timer, trt_cache: Path, height
     runs = model_runs(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         for kind, model in (("multitask", "multitask"), ("engine", "engine_fixed"), ("independent", "independent")):
-            ckpt = ROOT / "mtshare_ros" / "weights" / "multitask.pt" if kind == "multitask" else "default"
+            ckpt = {"independent": "independent", "multitask": "multitask", "engine": "default"}[kind]
             cap = SharingSettings().max_token_fraction
             path = export_onnx(ckpt, kind, Path(tmp), height=height, mode="fixed", cap=cap)
             x = torch.randn(1, 3, height, height * 4 // 3)

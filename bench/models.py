@@ -92,13 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=goals_text(),
     )
     node_checkpoint = next(p.default for p in PARAMS if p.name == "checkpoint")
-    ap.add_argument("--checkpoint", default=node_checkpoint,
-                    help="checkpoint of the three independent single-task models ('default': the shipped weights)")
-    ap.add_argument("--engine", default=None, metavar="CKPT",
-                    help="what the shared engine loads, as the node's 'checkpoint' parameter would (default: "
-                    "--checkpoint; a dense checkpoint adds the trained sub-task deltas beside it, <stem>_<task>.pt, "
-                    "the shipped ones for 'default'; a shared checkpoint holds its own); a dense checkpoint without "
-                    "trained deltas runs exact ones, said so in the notes")
+    ap.add_argument("--checkpoint", default="independent",
+                    help="checkpoint of the three independent single-task models ('independent': the shipped ones)")
+    ap.add_argument("--engine", default=node_checkpoint, metavar="CKPT",
+                    help="what the shared engine loads, as the node's 'checkpoint' parameter would (default: the "
+                    "node's, %(default)s; a dense checkpoint adds the trained sub-task deltas beside it, "
+                    "<stem>_<task>.pt; a shared checkpoint holds its own); a dense checkpoint without trained deltas "
+                    "runs exact ones, said so in the notes")
     ap.add_argument("--multitask", default=None, metavar="CKPT",
                     help="a multi-task checkpoint (train.shared_encoder=true), measured as a third variant")
     ap.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), metavar="NAME=ROOT",

@@ -5,7 +5,7 @@ One run measures, per variant: executed GMACs per frame (counted from what ran),
 sub-tasks recomputed, accuracy per task on the held-out synthetic split when it exists, and always the
 deviation of each task's output from its independent model. Two settings:
 
-* ``main``: the shipped models (mtshare_ros/weights/default.pt; seeded untrained ones while it does not
+* ``main``: the shipped models (mtshare_ros/weights/independent.pt; seeded untrained ones while it does not
   exist, said so), shared by compressing ``dW = W_sub - W_base`` of the independent models;
 * ``toy`` (``--toy-steps`` > 0): a small ViT trained here end to end on the procedural toy scenes:
   independent models, then each sub-task trained from the base with the sharing steps
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--shared",
         default="default",
         help="trained sub-tasks to benchmark: 'default' (the files beside --checkpoint, <stem>_<task>.pt: the "
-        "shipped weights/default_<task>.pt for the default), a shared checkpoint, or 'none'",
+        "shipped weights/independent_<task>.pt for the default), a shared checkpoint, or 'none'",
     )
     ap.add_argument(
         "--shared-settings",

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-DENSE=${DENSE:-mtshare_ros/weights/default.pt}
+DENSE=${DENSE:-mtshare_ros/weights/independent.pt}
 MULTI=${MULTI:-mtshare_ros/weights/multitask.pt}
 SUFFIX=${OUT:+_$OUT}
 for f in "$DENSE" "${DENSE%.pt}_depth.pt" "${DENSE%.pt}_normals.pt" "$MULTI" data/v3/test/READY; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Trains the shipped sub-tasks (depth, normals) of the shared model against the shipped default base
+# Trains the independent models' sub-tasks (depth, normals, weights/independent_<task>.pt) against their segmentation base
 # (sharing steps 1 and 3 of the method, see config/train/shared_lowrank_*.yaml) and exports them as
-# mtshare_ros/weights/default_depth.pt and default_normals.pt. Needs data/synthetic, data/synthetic_train
+# mtshare_ros/weights/independent_depth.pt and independent_normals.pt. Needs data/synthetic, data/synthetic_train
 # (see config/train/synthetic_small.yaml) and data/synthetic_more (see shared_lowrank_distill.yaml), and
 # the shipped independent models (the distilled rounds' teachers). Extra arguments are passed to every step
 # as overrides (e.g. train.threads=4). PARALLEL=1 trains the two sub-tasks at the same time (they are
@@ -34,7 +34,7 @@ rounds() {  # task -> its chain, one round per word, in order: config[:override.
 }
 
 RUNS=${RUNS:-runs/shared}
-EXPORT=${EXPORT:-"mtshare_ros/weights/default_{task}.pt"}
+EXPORT=${EXPORT:-"mtshare_ros/weights/independent_{task}.pt"}
 
 chain() {  # task, overrides for every round...; the last round exports EXPORT
   local task=$1

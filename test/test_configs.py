@@ -44,7 +44,7 @@ def test_the_sharing_recipe_chains_and_exports_once(tmp_path):
         for before, after in zip(cfgs, cfgs[1:], strict=False):
             assert after["init"] == before["out"]
         assert [bool(c["export"]) for c in cfgs] == [False] * (len(cfgs) - 1) + [True]
-        assert cfgs[-1]["export"] == f"mtshare_ros/weights/default_{task}.pt"
+        assert cfgs[-1]["export"] == f"mtshare_ros/weights/independent_{task}.pt"
 
 
 def test_the_sharing_recipe_runs_against_another_base_and_resumes_by_round(tmp_path):

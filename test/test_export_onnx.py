@@ -58,10 +58,11 @@ def assert_parity(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) ->
 def exported(tmp_path_factory):
     """Every kind exported once (about 20 s each on one core), with the modules they were traced from."""
     out = tmp_path_factory.mktemp("onnx")
-    default, multitask = load_models("default"), load_models("multitask")
+    shipped = {"independent": load_models("independent"), "multitask": load_models("multitask"),
+               "engine": load_models("default")}
     graphs = {}
     for kind in KINDS:
-        loaded = multitask if kind == "multitask" else default
+        loaded = shipped[kind]
         path = export_onnx("default", kind, out, cap=CAP, loaded=loaded)
         graphs[kind] = (path, graph_of(loaded, kind, CAP)[0])
     return graphs

@@ -1,4 +1,7 @@
-"""The shipped default weights: loadable, documented provenance, and better than chance on a held-out room."""
+"""The shipped weights (the node's default, the multi-task model with its sub-tasks, and the independent models):
+loadable, documented provenance, and better than chance on a held-out room."""
+
+import shutil
 
 import numpy as np
 import pytest
@@ -6,35 +9,47 @@ import torch
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.models import load_checkpoint
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, MULTITASK_CHECKPOINT, checkpoint_shares_encoder
+from mtshare_ros.models.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    INDEPENDENT_CHECKPOINT,
+    MULTITASK_CHECKPOINT,
+    checkpoint_shares_encoder,
+    resolve_checkpoint,
+)
 from mtshare_ros.models.vit import IMAGENET_MEAN, IMAGENET_STD
 from mtshare_ros.sharing import loader
-from mtshare_ros.sharing.loader import DEFAULT_SUBTASKS
+from mtshare_ros.sharing.loader import subtask_files
 from mtshare_ros.training.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 
 
 @pytest.fixture(scope="module")
-def default():
-    return load_checkpoint("default")
+def independent():
+    return load_checkpoint("independent")
 
 
-def test_default_is_small_fp16_with_provenance(default):
-    models, meta = default
+def test_the_shipped_names_resolve_to_the_files_in_the_package():
+    assert resolve_checkpoint("default") == DEFAULT_CHECKPOINT == MULTITASK_CHECKPOINT == resolve_checkpoint("multitask")
+    assert resolve_checkpoint("independent") == INDEPENDENT_CHECKPOINT
+
+
+def test_independent_models_are_small_fp16_with_provenance(independent):
+    models, meta = independent
     assert list(models) == ["segmentation", "depth", "normals"]
     assert tuple(meta["class_names"]) == SYNTHETIC_CLASSES
-    assert DEFAULT_CHECKPOINT.stat().st_size < 8e6 * len(models)  # fp16: a few MB per task
+    assert INDEPENDENT_CHECKPOINT.stat().st_size < 8e6 * len(models)  # fp16: a few MB per task
     prov = meta["provenance"]
     for key in ("command", "config", "steps", "train_time_s", "git_commit", "dataset", "val_metrics"):
         assert key in prov, key
     assert prov["command"].startswith("mtshare train --config config/train/v3_finetune.yaml")
 
 
-def test_default_beats_chance_on_rooms_it_never_saw(default):
+@pytest.mark.parametrize("name", ["independent", "multitask"])
+def test_shipped_models_beat_chance_on_rooms_they_never_saw(name):
     """One frame of each of five rooms of the current generator (none of them trained on), scored together:
     single frames vary too much (a view of one textured wall can defeat segmentation)."""
     from mtshare_ros.data.synthetic import render_sequence
 
-    models, _ = default
+    models, _ = load_checkpoint(name)
     torch.set_num_threads(1)
     seg, dep, nor = SegmentationMetrics(len(SYNTHETIC_CLASSES)), DepthMetrics(), NormalsMetrics()
     for seed in range(39, 44):
@@ -53,9 +68,9 @@ def test_default_beats_chance_on_rooms_it_never_saw(default):
     assert nor.compute()["mean_deg"] < 45.0
 
 
-def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
-    """``checkpoint: default``: independent models with sharing off, the trained deltas in the engine."""
-    loaded = loader.load_models("default")
+def test_independent_runs_its_trained_subtasks_in_the_shared_engine():
+    """``checkpoint: independent``: independent models with sharing off, the trained deltas in the engine."""
+    loaded = loader.load_models("independent")
     dense, shared = loaded.dense, loaded.shared
     assert "trained sub-task deltas (depth, normals)" in loaded.sharing_source
     full = sum(p.numel() for p in dense["depth"].parameters())
@@ -63,7 +78,7 @@ def test_default_runs_the_shipped_trained_subtasks_in_the_shared_engine():
         st = shared.subtasks[task]
         assert st.start_layer > 0 and {d.kind for d in st.deltas.values()} <= {"lowrank", "zero"}
         assert st.storage()["values"] <= 0.15 * full, task  # the storage goal of a sub-task
-        assert DEFAULT_SUBTASKS[task].stat().st_size < 1.5e6
+        assert subtask_files(INDEPENDENT_CHECKPOINT)[task].stat().st_size < 1.5e6
         assert dense[task] is not shared.base and dense[task].task == task  # the independent model
     assert dense["segmentation"] is shared.base
 
@@ -79,21 +94,23 @@ def test_the_shipped_multitask_model_runs_as_one_encoder_and_three_heads():
     assert "[multi-task model: one encoder shared by every task]" in loader.describe_checkpoint("multitask")
 
 
-def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, monkeypatch, caplog):
+def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, caplog):
     from mtshare_ros.models.vit import DenseViT
     from mtshare_ros.sharing import SharedMultiTaskModel
     from mtshare_ros.sharing.checkpoint import save_subtask
     from mtshare_ros.training.subtask_steps import subtask_from_base
 
-    _, meta = load_checkpoint("default")
+    _, meta = load_checkpoint("independent")
     other = DenseViT(meta["model_config"], "segmentation")  # a freshly initialised, different base
     foreign = SharedMultiTaskModel(other, {"depth": subtask_from_base(other, "depth", "lowrank", 4, 0, 4)})
-    monkeypatch.setattr(loader, "DEFAULT_SUBTASKS", {"depth": save_subtask(tmp_path / "d.pt", foreign, "depth")})
+    ckpt = tmp_path / "ind.pt"
+    shutil.copy(INDEPENDENT_CHECKPOINT, ckpt)
+    save_subtask(tmp_path / "ind_depth.pt", foreign, "depth")
     with caplog.at_level("WARNING"):
-        loaded = loader.load_models("default")
+        loaded = loader.load_models(ckpt)
     shared = loaded.shared
     assert "made against base" in caplog.text
     assert loaded.sharing_source == "exact deltas from the independent models"
     assert shared.subtasks["depth"].delta("blocks.0.attn.qkv.weight").kind == "dense"
-    line = loader.describe_checkpoint("default")  # says what runs, not merely which files exist
-    assert "not used, made for another base: d.pt" in line and "trained sub-task deltas" not in line
+    line = loader.describe_checkpoint(str(ckpt))  # says what runs, not merely which files exist
+    assert "not used, made for another base: ind_depth.pt" in line and "trained sub-task deltas" not in line

@@ -19,8 +19,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (default onnx)")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--checkpoint", default="default",
-                    help="checkpoint of the independent and engine graphs (default: the node's default); the "
-                         "multitask graph is always the shipped multi-task model")
+                    help="checkpoint of the independent and engine graphs (default: the node's default, whose "
+                         "independent graph is of the shipped independent models); the multitask graph is always "
+                         "the shipped multi-task model")
     ap.add_argument("--models", default=",".join(KINDS),
                     help=f"comma-separated graphs to write, of {', '.join(KINDS)} (default: all)")
     ap.add_argument("--height", type=int, default=None, help="input rows (default: the model's, 240)")

@@ -85,8 +85,12 @@ def graph_of(loaded: LoadedModels, kind: str, cap: float) -> tuple[nn.Module, li
 
 
 def _checkpoint_for(checkpoint: str, kind: str) -> str:
-    """``multitask`` graphs are of the shipped multi-task model whatever ``checkpoint`` says."""
-    return "multitask" if kind == "multitask" else checkpoint
+    """``multitask`` graphs are of the shipped multi-task model whatever ``checkpoint`` says; the ``independent``
+    graph of ``default`` (a multi-task model since the engine shares its encoder) is of the shipped independent
+    models."""
+    if kind == "multitask":
+        return "multitask"
+    return "independent" if kind == "independent" and checkpoint == "default" else checkpoint
 
 
 def export_onnx(
@@ -102,7 +106,7 @@ def export_onnx(
     if mode != "fixed":
         raise ValueError(f"only the fixed-budget mode exports (shapes fixed per input size), got mode {mode!r}")
     ckpt = _checkpoint_for(checkpoint, kind)
-    if loaded is None or (kind == "multitask" and loaded.path != resolve_checkpoint("multitask")):
+    if loaded is None or loaded.path != resolve_checkpoint(ckpt):
         loaded = load_models(ckpt)
     cfg = loaded.cfg
     p = cfg.patch_size

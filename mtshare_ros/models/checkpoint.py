@@ -18,11 +18,20 @@ from mtshare_ros.models.vit import ModelConfig, build_task_models, shared_encode
 CHECKPOINT_FORMAT = "mtshare_ros.checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.pt"
-"""The shipped independent models; their trained sub-task files lie beside them (``default_<task>.pt``)."""
 MULTITASK_CHECKPOINT = WEIGHTS_DIR / "multitask.pt"
-"""The shipped multi-task model (one encoder, three heads): the baseline a user may prefer (MODELS.md)."""
-SHIPPED_CHECKPOINTS = {"default": DEFAULT_CHECKPOINT, "multitask": MULTITASK_CHECKPOINT}
+"""The shipped multi-task model (one encoder, three heads). Its trained sub-task files lie beside it
+(``multitask_<task>.pt``): the shared engine's base is its segmentation model, so recomputing no token is the
+multi-task model and every recomputed token can only add to it (MODELS.md)."""
+INDEPENDENT_CHECKPOINT = WEIGHTS_DIR / "independent.pt"
+"""The shipped independent single-task models (three encoders), with their own sub-task files
+(``independent_<task>.pt``): the accuracy reference, and what the sub-tasks are distilled from."""
+DEFAULT_CHECKPOINT = MULTITASK_CHECKPOINT
+"""What ``checkpoint: default`` loads: the node's weights."""
+SHIPPED_CHECKPOINTS = {
+    "default": DEFAULT_CHECKPOINT,
+    "multitask": MULTITASK_CHECKPOINT,
+    "independent": INDEPENDENT_CHECKPOINT,
+}
 
 
 class CheckpointError(RuntimeError):
@@ -85,7 +94,8 @@ def checkpoint_shares_encoder(ckpt: dict[str, Any] | str | Path) -> bool:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """``default`` / ``multitask`` -> the weights shipped inside the package; anything else is a file path."""
+    """``default`` / ``multitask`` / ``independent`` -> the weights shipped inside the package; anything else is a
+    file path."""
     p = SHIPPED_CHECKPOINTS.get(str(path)) or Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")

@@ -48,11 +48,12 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", str, "default", "Checkpoint path, 'default' for the shipped weights (independent "
-              "models and their trained sub-tasks) or 'multitask' for the shipped multi-task model. Trained "
-              "sub-task files beside a dense checkpoint (<stem>_depth.pt, <stem>_normals.pt) run in the shared "
-              "engine; a multi-task checkpoint (one encoder for every task) runs as one encoder pass and a "
-              "head per task.", True),
+    ParamSpec("checkpoint", str, "default", "Checkpoint path, or a shipped name: 'default' (= 'multitask': the "
+              "multi-task model, one encoder for every task, with its trained sub-tasks) or 'independent' (three "
+              "single-task models and their sub-tasks: more accurate, about twice the cost with sharing off). "
+              "Trained sub-task files beside a dense checkpoint (<stem>_depth.pt, <stem>_normals.pt) run in the "
+              "shared engine; a task without one runs as the checkpoint's dense model (for a multi-task "
+              "checkpoint: its own head on the one encoder pass).", True),
     ParamSpec("device", str, "auto", "Torch device: auto, cpu, cuda or cuda:N.", True),
     ParamSpec("backend", str, "torch", "Inference backend: 'torch' (PyTorch eager), 'onnxruntime' or 'openvino' "
               "(the checkpoint's ONNX graphs, exported once into $MTSHARE_CACHE/onnx or ~/.cache/mtshare_ros/onnx; "

@@ -5,16 +5,18 @@ A checkpoint can run two ways, and every caller may want either: the independent
 runs with sharing off, what evaluation and training compare against) and the shared engine (base task in full,
 sub-tasks as deltas against it). ``load_models`` gives both from any checkpoint kind:
 
-* a dense checkpoint of independent models (``default`` is ``weights/default.pt``): in the engine, the trained
-  sub-task delta files beside it, ``<stem>_<task>.pt`` (``weights/default_depth.pt``), where they were made for
-  its segmentation model, else exact (uncompressed) deltas, so token skipping works on any checkpoint; only
-  trained deltas also save storage and keep accuracy when tokens are skipped. A newly trained set (dense models
-  and sub-tasks written side by side, as ``scripts/train_v3.sh`` does) runs as the shipped one does;
+* a dense checkpoint (independent models, ``independent`` is ``weights/independent.pt``, or a multi-task model,
+  ``default`` is ``weights/multitask.pt``): in the engine, the trained sub-task delta files beside it,
+  ``<stem>_<task>.pt`` (``weights/multitask_depth.pt``), where they were made for its segmentation model, else
+  exact (uncompressed) deltas, so token skipping works on any checkpoint; only trained deltas also save storage
+  and keep accuracy when tokens are skipped. A newly trained set (dense models and sub-tasks written side by
+  side, as ``scripts/train_v3.sh`` does) runs as the shipped one does;
 * a shared checkpoint (base + deltas): the engine as stored; its dense sub-task models are ``W_base + dW``.
 
-A multi-task checkpoint (one encoder trained for every task, ``train.shared_encoder``) is a dense checkpoint whose
-encoders are equal: its exact deltas are zero, so no token ever differs from the base's and the engine runs
-it as a multi-task model runs, one encoder pass and a head per task.
+A multi-task checkpoint (one encoder trained for every task, ``train.shared_encoder``) has equal encoders: its
+exact deltas are zero, so a task without a trained sub-task file never differs from the base and runs as the
+multi-task model runs it, one encoder pass and its head; a task with one recomputes the tokens its deltas
+change, on top of what the multi-task model gives.
 """
 
 from __future__ import annotations
@@ -55,10 +57,6 @@ MULTITASK_SOURCE = "one encoder shared by every task (a multi-task checkpoint: z
 def subtask_files(checkpoint: Path) -> dict[str, Path]:
     """Where the trained sub-task delta files of a dense checkpoint lie: ``<stem>_<task>.pt`` beside it."""
     return {task: checkpoint.with_name(f"{checkpoint.stem}_{task}.pt") for task in SUBTASKS}
-
-
-DEFAULT_SUBTASKS = subtask_files(DEFAULT_CHECKPOINT)
-"""Shipped sub-task delta files (``kind: subtask``) against the segmentation model of ``DEFAULT_CHECKPOINT``."""
 
 
 @dataclass
@@ -118,15 +116,14 @@ def load_models(
     loaded.sharing_source = (
         MULTITASK_SOURCE if checkpoint_shares_encoder(meta) else "exact deltas from the independent models"
     )
-    attached = _attach_subtask_files(loaded.shared, _subtask_files_of(path))
+    attached = _attach_subtask_files(loaded.shared, subtask_files(path))
     if attached:
         where = f"{path.parent.name}/{path.stem}_<task>.pt"
         loaded.sharing_source = f"trained sub-task deltas ({', '.join(attached)}) from {where}"
+        rest = [t for t in subs if t not in attached]
+        if rest and checkpoint_shares_encoder(meta):
+            loaded.sharing_source += f"; {', '.join(rest)}: the multi-task model's own head on the base encoder"
     return loaded
-
-
-def _subtask_files_of(path: Path) -> dict[str, Path]:
-    return DEFAULT_SUBTASKS if path == DEFAULT_CHECKPOINT else subtask_files(path)
 
 
 def _attach_subtask_files(shared: SharedMultiTaskModel, files: dict[str, Path]) -> list[str]:
@@ -153,7 +150,7 @@ def describe_checkpoint(checkpoint: str) -> str:
     if kind == "independent models" and checkpoint_shares_encoder(ckpt):
         kind = "multi-task model: one encoder shared by every task"
     line = f"{path} [{kind}] ({what or 'no provenance recorded'})"
-    if kind == "independent models":
+    if kind != "shared":
         fits, other = _fitting_subtasks(path)
         if fits:
             line += f" + trained sub-task deltas for the shared engine: {', '.join(fits)}"
@@ -164,7 +161,7 @@ def describe_checkpoint(checkpoint: str) -> str:
 
 def _fitting_subtasks(path: Path) -> tuple[list[str], list[str]]:
     """Names of the sub-task files beside ``path`` that fit its base (same fingerprint), and of those that do not."""
-    files = [f for f in _subtask_files_of(path).values() if f.is_file()]
+    files = [f for f in subtask_files(path).values() if f.is_file()]
     if not files:
         return [], []
     try:

@@ -52,6 +52,21 @@ def owned(name: str, start_layer: int) -> bool:
     return name.startswith("norm.")  # the final LayerNorm; embedding parameters are the base's
 
 
+def shared_prefix(base: DenseViT, sub: DenseViT) -> int:
+    """How many leading blocks (the embedding with them) ``sub`` shares exactly with ``base``: where its sub-task
+    can start, since the base's activations up to there are its own. ``depth`` when the whole encoder, final
+    LayerNorm included, is the base's; ``depth - 1`` when only that LayerNorm differs (the engine applies a
+    sub-task's own final norm to the blocks it runs)."""
+    base_p = dict(base.encoder.named_parameters())
+    differs = [n for n, p in sub.encoder.named_parameters() if not torch.equal(p, base_p[n])]
+    depth = len(sub.encoder.blocks)
+    blocks = [re.match(r"blocks\.(\d+)\.", n) for n in differs]
+    if any(m is None and not n.startswith("norm.") for m, n in zip(blocks, differs, strict=True)):
+        return 0  # the embedding differs
+    start = min((int(m.group(1)) for m in blocks if m), default=depth)
+    return min(start, depth - 1) if any(n.startswith("norm.") for n in differs) else start
+
+
 class SubTaskDelta(nn.Module):
     """A sub-task as ``base + delta``; needs its base model (``SharedMultiTaskModel``) to run."""
 
@@ -90,18 +105,23 @@ class SubTaskDelta(nn.Module):
 
     @classmethod
     def from_dense(cls, base: DenseViT, sub: DenseViT, kind: str = "lowrank", **compress_args: Any) -> SubTaskDelta:
-        """Extract ``dW = W_sub - W_base`` from two dense models and compress it (``compress`` arguments)."""
+        """Extract ``dW = W_sub - W_base`` from two dense models and compress it (``compress`` arguments). The
+        sub-task starts at the first block whose weights differ from the base's (``shared_prefix``): a multi-task
+        model's task, whose encoder is the base's, recomputes nothing and costs its head alone."""
         if base.cfg != sub.cfg:
             raise ValueError(f"sub-task {sub.task!r} has another architecture than the base: {sub.cfg} vs {base.cfg}")
         base_p = dict(base.encoder.named_parameters())
+        start = shared_prefix(base, sub)
         deltas, vectors = {}, {}
         for name, p in sub.encoder.named_parameters():
+            if not owned(name, start):
+                continue
             if p.ndim >= 2:
                 dw = matrix_view(name, p.detach()) - matrix_view(name, base_p[name].detach())
                 deltas[name] = compress(dw, kind, shape=tuple(p.shape), **compress_args)
             else:
                 vectors[name] = p.detach()
-        st = cls(sub.task, sub.cfg, deltas, vectors)
+        st = cls(sub.task, sub.cfg, deltas, vectors, start_layer=start)
         st.head.load_state_dict(copy.deepcopy(sub.head.state_dict()))
         return st.to(next(base.parameters()).device)
 

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "base_task": "segmentation",
     "init": None,
     "out": "runs/shared/{task}.pt",
-    "export": None,  # also write the sub-task alone (fp16, tied to its base): mtshare_ros/weights/default_{task}.pt
+    "export": None,  # also write the sub-task alone (fp16, tied to its base): mtshare_ros/weights/independent_{task}.pt
     "data": {
         "dataset": "synthetic",
         "root": "data/synthetic",
