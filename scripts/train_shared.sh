@@ -51,7 +51,7 @@ chain() {  # task, overrides for every round...; the last round exports EXPORT
     if [ "${RESUME:-0}" = 1 ] && [ -f "${out//\{task\}/$task}" ]; then continue; fi
     if [ -n "${BASE:-}" ]; then
       extra+=(base_checkpoint="$BASE")
-      if grep -q '^distill: default' "config/train/$name.yaml"; then extra+=(distill="$BASE"); fi
+      if grep -q '^distill: independent' "config/train/$name.yaml"; then extra+=(distill="$BASE"); fi
     fi
     if [ -n "${DATA:-}" ]; then extra+=("data.root=$DATA"); fi
     if [ "$round" = "${rounds[-1]}" ]; then extra+=(export="$EXPORT"); fi

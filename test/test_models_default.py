@@ -90,8 +90,12 @@ def test_the_shipped_multitask_model_runs_as_one_encoder_and_three_heads():
     assert meta["provenance"]["command"].startswith("mtshare train --config config/train/v3_multitask.yaml")
     assert MULTITASK_CHECKPOINT.stat().st_size < 8e6  # fp16: one encoder and three heads
     loaded = loader.load_models("multitask")
-    assert loaded.sharing_source == loader.MULTITASK_SOURCE
-    assert "[multi-task model: one encoder shared by every task]" in loader.describe_checkpoint("multitask")
+    # depth: its trained sub-task; normals: no file, so the multi-task head on the base encoder, nothing recomputed
+    assert loaded.sharing_source.startswith("trained sub-task deltas (depth) from weights/multitask_<task>.pt")
+    assert "normals: the multi-task model's own head" in loaded.sharing_source
+    assert loaded.shared.subtasks["normals"].start_layer == len(loaded.shared.base.encoder.blocks)
+    line = loader.describe_checkpoint("multitask")
+    assert "[multi-task model: one encoder shared by every task]" in line and "multitask_depth.pt" in line
 
 
 def test_subtask_files_for_another_base_fall_back_to_exact_deltas(tmp_path, caplog):

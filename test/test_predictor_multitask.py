@@ -37,5 +37,5 @@ def test_multitask_checkpoint_runs_its_encoder_once_with_sharing_off():
 
 
 def test_independent_checkpoint_still_runs_one_encoder_per_task():
-    predictor = Predictor("default", device="cpu")
+    predictor = Predictor("independent", device="cpu")
     assert len({id(m.encoder) for m in predictor.models.values()}) == len(predictor.models)
