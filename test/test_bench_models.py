@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from mtshare_ros.classes import SYNTHETIC_CLASSES
-from mtshare_ros.sharing.tokens import token_budget
 from mtshare_ros.data.synthetic import write_dataset
 from mtshare_ros.models import ModelConfig, build_task_models, save_checkpoint
 from mtshare_ros.runtime.settings import SharingSettings
+from mtshare_ros.sharing.tokens import token_budget
 from mtshare_ros.training import eval_cli
 from mtshare_ros.training.metrics import HEADLINE
 
