@@ -24,13 +24,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 # --- every import from the package (paths move during the restructuring: re-point them here)
-from mtshare_ros.models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_multitask_checkpoint
+from mtshare_ros.models.checkpoint import (
+    SHIPPED_CHECKPOINTS,
+    CheckpointError,
+    load_multitask_checkpoint,
+    resolve_checkpoint,
+)
 from mtshare_ros.models.vit import DenseViT, ModelConfig, build_task_models, run_tasks, shared_encoder_of
 from mtshare_ros.runtime.settings import SharingSettings
 from mtshare_ros.sharing import SharedMultiTaskModel, compress
-from mtshare_ros.sharing.checkpoint import base_fingerprint, load_shared
+from mtshare_ros.sharing.checkpoint import base_fingerprint, is_shared_checkpoint, load_shared
 from mtshare_ros.sharing.cost import dense_model_macs, multitask_model_macs
-from mtshare_ros.sharing.loader import SUBTASKS, load_models, subtask_files
+from mtshare_ros.sharing.loader import load_models, subtask_files
 from mtshare_ros.training.datasets import make_dataset
 from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.losses import task_loss
@@ -63,8 +68,9 @@ def engine_numbers(stats: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- models and data
 def load_independent_models(checkpoint: str) -> tuple[dict[str, DenseViT], str, bool]:
-    """Independent models from ``checkpoint``; ``auto`` falls back to seeded untrained models, said so."""
-    path = DEFAULT_CHECKPOINT if checkpoint in ("auto", "default") else Path(checkpoint)
+    """Independent models from ``checkpoint`` (a file or a shipped name); ``auto`` is the shipped independent
+    models, falling back to seeded untrained models, said so."""
+    path = SHIPPED_CHECKPOINTS.get("independent" if checkpoint == "auto" else checkpoint) or Path(checkpoint)
     if path.is_file():
         models = load_models(path, shared=False).dense
         return {t: models[t].eval() for t in TASKS}, str(path), True
@@ -100,23 +106,23 @@ def load_trained_shared(
     multi-task model itself, which is what they are compared with."""
     if source == "none":
         return None, None
-    if source == "default":  # the trained sub-task files beside the checkpoint (the shipped ones for the default)
-        target = DEFAULT_CHECKPOINT if checkpoint in ("auto", "default") else Path(checkpoint)
-        if not target.is_file():
-            return None, None
+    if source == "beside":
+        source = "independent" if checkpoint == "auto" else checkpoint
+    target = resolve_checkpoint(source)
+    if is_shared_checkpoint(target):
+        trained, meta = load_shared(target)
+        note = f"'trained shared': {source}"
+        steps = meta.get("provenance", {}).get("train_steps", {})
+    else:  # a dense or multi-task checkpoint with its sub-task files beside it, loaded as the node loads it
         loaded = load_models(target)
         files = [f for f in subtask_files(loaded.path).values() if f.is_file()]
-        if not loaded.sharing_source.startswith("trained") or len(files) < len(SUBTASKS):
+        if not loaded.sharing_source.startswith("trained") or not files:
             return None, None
         trained = loaded.shared
-        note = f"'trained shared': {loaded.sharing_source}"
+        note = f"'trained shared': {source} = {loaded.sharing_source}"
         steps = {}
         for f in files:
             steps.update(torch.load(f, map_location="cpu", weights_only=True)["provenance"].get("train_steps", {}))
-    else:
-        trained, meta = load_shared(source)
-        note = f"'trained shared': {source}"
-        steps = meta.get("provenance", {}).get("train_steps", {})
     note += ", sub-tasks trained from the base with the sharing steps: " + (
         ", ".join(f"{k} {v['history'][-1]['step']} steps" for k, v in steps.items() if v.get("history"))
         or "(no training record)"

@@ -21,9 +21,9 @@ each sub-task's error, bench/sharing_pareto.py), each with the record of the mac
 (bench/environment.py). This file is the command line: arguments, the order of the steps, writing the
 result; what is measured is bench/sharing_measure.py, the goals and the Markdown bench/sharing_report.py.
 
-    .venv/bin/python bench/task_sharing.py --threads 2  # full run (the committed results; ~20 min on 2 cores)
+    # the committed results: the independent models, the multi-task model and the node's default engine
+    .venv/bin/python bench/task_sharing.py --threads 2 --checkpoint independent --multitask multitask
     .venv/bin/python bench/task_sharing.py --quick    # smoke run (few frames, samples and toy steps)
-    .venv/bin/python bench/task_sharing.py --threads 2 --multitask runs/multitask/model.pt  # with baseline (a)
     .venv/bin/python bench/task_sharing.py --threads 2 --shared runs/shared/mt_budget_normals.pt \
         --multitask mtshare_ros/weights/multitask.pt  # sub-tasks on the multi-task base, swept
 """
@@ -76,8 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--shared",
         default="default",
-        help="trained sub-tasks to benchmark: 'default' (the files beside --checkpoint, <stem>_<task>.pt: the "
-        "shipped weights/independent_<task>.pt for the default), a shared checkpoint, or 'none'",
+        help="trained sub-tasks to benchmark, loaded as the node's 'checkpoint' parameter loads them: 'default' "
+        "(the node's default engine: weights/multitask.pt with multitask_depth.pt beside it), 'beside' (the "
+        "sub-task files beside --checkpoint), a dense checkpoint with <stem>_<task>.pt beside it, a shared "
+        "checkpoint, or 'none'",
     )
     ap.add_argument(
         "--shared-settings",
