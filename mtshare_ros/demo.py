@@ -188,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
 def _sharing_line(d: dict) -> str:
     if d.get("sharing") != "1.000":
         return "- task sharing: off (independent models)"
+    def recomputed(task: str) -> str:
+        if float(d.get(f"own_blocks_{task}", 1)) == 0:
+            return f"{task}: none (it shares every block, its own head only)"
+        return f"{task} {float(d[f'recomputed_{task}']):.0%}"
+
     return (
-        f"- task sharing: on; tokens recomputed: depth {float(d['recomputed_depth']):.0%}, "
-        f"normals {float(d['recomputed_normals']):.0%}; executed {float(d['gmacs_executed']):.2f} GMACs vs "
-        f"{float(d['gmacs_independent']):.2f} for independent models ({float(d['macs_saved_fraction']):.0%} saved)"
+        f"- task sharing: on; tokens recomputed: {recomputed('depth')}, {recomputed('normals')}; executed "
+        f"{float(d['gmacs_executed']):.2f} GMACs vs {float(d['gmacs_independent']):.2f} for independent models "
+        f"({float(d['macs_saved_fraction']):.0%} saved)"
     )
 
 

@@ -39,3 +39,13 @@ def test_multitask_checkpoint_runs_its_encoder_once_with_sharing_off():
 def test_independent_checkpoint_still_runs_one_encoder_per_task():
     predictor = Predictor("independent", device="cpu")
     assert len({id(m.encoder) for m in predictor.models.values()}) == len(predictor.models)
+
+
+def test_default_engine_reports_which_subtasks_own_blocks():
+    """The default engine: depth owns every block of its trained sub-task, normals none (the multi-task head on
+    the shared encoder), so its 0% recomputed is by design and the stats say so (the demo reads it)."""
+    predictor = Predictor("default", device="cpu")
+    depth = len(predictor.shared.base.encoder.blocks)
+    stats = predictor.predict(_frame()).stats
+    assert stats["own_blocks_depth"] == depth and stats["own_blocks_normals"] == 0
+    assert stats["recomputed_normals"] == 0.0 and 0.0 < stats["recomputed_depth"] <= 0.1 + 1e-9

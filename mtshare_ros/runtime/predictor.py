@@ -210,6 +210,10 @@ class Predictor:
             stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
                           "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
+        # a sub-task owning no block (a multi-task model's task without a sub-task file) recomputes 0% by design
+        depth = self.shared.cfg.depth
+        stats.update({f"own_blocks_{t}": float(depth - s.start_layer) for t, s in self.shared.subtasks.items()
+                      if t in st.recomputed_fraction})
         return outputs, stats
 
     def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]
