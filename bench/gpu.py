@@ -184,9 +184,8 @@ def part_onnxruntime(device: torch.device, timer: Timer, trt_cache: Path, height
     runs = model_runs(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         for kind, model in (("multitask", "multitask"), ("engine", "engine_fixed"), ("independent", "independent")):
-            ckpt = {"independent": "independent", "multitask": "multitask", "engine": "default"}[kind]
             cap = SharingSettings().max_token_fraction
-            path = export_onnx(ckpt, kind, Path(tmp), height=height, mode="fixed", cap=cap)
+            path = export_onnx("default", kind, Path(tmp), height=height, mode="fixed", cap=cap)
             x = torch.randn(1, 3, height, height * 4 // 3)
             with torch.inference_mode():
                 ref = runs[model][0](x)

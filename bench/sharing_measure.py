@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 # --- every import from the package (paths move during the restructuring: re-point them here)
 from mtshare_ros.models.checkpoint import (
-    SHIPPED_CHECKPOINTS,
     CheckpointError,
     load_multitask_checkpoint,
     resolve_checkpoint,
@@ -70,12 +69,14 @@ def engine_numbers(stats: Any) -> dict[str, Any]:
 def load_independent_models(checkpoint: str) -> tuple[dict[str, DenseViT], str, bool]:
     """Independent models from ``checkpoint`` (a file or a shipped name); ``auto`` is the shipped independent
     models, falling back to seeded untrained models, said so."""
-    path = SHIPPED_CHECKPOINTS.get("independent" if checkpoint == "auto" else checkpoint) or Path(checkpoint)
-    if path.is_file():
+    try:
+        path = resolve_checkpoint("independent" if checkpoint == "auto" else checkpoint)
+    except CheckpointError as exc:
+        if checkpoint != "auto":
+            raise SystemExit(str(exc)) from None
+    else:
         models = load_models(path, shared=False).dense
         return {t: models[t].eval() for t in TASKS}, str(path), True
-    if checkpoint != "auto":
-        raise SystemExit(f"checkpoint not found: {path}")
     torch.manual_seed(0)
     models = build_task_models(ModelConfig(), TASKS).eval()
     return {t: models[t] for t in TASKS}, "UNTRAINED (seed 0): no trained default weights yet", False

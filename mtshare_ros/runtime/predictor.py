@@ -98,6 +98,10 @@ class Predictor:
             if backend != "torch" else None
         self._onnx_stats: dict[tuple, dict[str, float]] = {}
         self.models, self.shared = self.loaded.dense, self.loaded.shared
+        # blocks each sub-task runs itself: 0 for a multi-task model's task without a sub-task file, whose 0%
+        # recomputed is by design (the stats report it beside the fraction)
+        self._own_blocks = {} if self.shared is None else {
+            t: float(self.shared.cfg.depth - s.start_layer) for t, s in self.shared.subtasks.items()}
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
         self._streams: list[TemporalCache] = []  # every stream's temporal cache (released together)
@@ -210,10 +214,7 @@ class Predictor:
             stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
                           "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
-        # a sub-task owning no block (a multi-task model's task without a sub-task file) recomputes 0% by design
-        depth = self.shared.cfg.depth
-        stats.update({f"own_blocks_{t}": float(depth - s.start_layer) for t, s in self.shared.subtasks.items()
-                      if t in st.recomputed_fraction})
+        stats.update({f"own_blocks_{t}": self._own_blocks[t] for t in st.recomputed_fraction if t in self._own_blocks})
         return outputs, stats
 
     def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]
