@@ -174,7 +174,6 @@ def run_rendered(args: argparse.Namespace, command: str) -> dict[str, Any]:
     loaded = load_models(args.checkpoint)
     if loaded.shared is None:
         raise SystemExit(f"{args.checkpoint}: the shared engine needs a base task and sub-tasks")
-    shared = loaded.shared.eval()
     temporal = temporal_settings(args)
     sweep = [TemporalSettings(True, float(t), float(c), int(k), motion=args.motion, max_drift=args.max_drift,
                               partial_heads=args.partial_heads, scene_cut_fraction=args.scene_cut_fraction)
@@ -187,7 +186,7 @@ def run_rendered(args: argparse.Namespace, command: str) -> dict[str, Any]:
         for i, kind in enumerate(args.kinds):
             for fps in args.fps:
                 seed = 3 * ROOM_SEED_STRIDE + i  # room i of the held-out test split
-                tallies = measure_sequence(shared, vs, seed, kind, fps, args.frames, tuple(args.size), bar)
+                tallies = measure_sequence(loaded, vs, seed, kind, fps, args.frames, tuple(args.size), bar)
                 seqs[f"{kind}@{fps:g}"] = {
                     "kind": kind, "fps": fps, "seed": seed,
                     "reference": {v.name: v.reference for v in vs if v.reference},

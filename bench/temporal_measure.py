@@ -20,7 +20,7 @@ import torch
 from mtshare_ros.classes import SYNTHETIC_CLASSES
 from mtshare_ros.data.motion import render_motion
 from mtshare_ros.runtime.settings import SharingSettings, TemporalSettings
-from mtshare_ros.sharing import SharedMultiTaskModel
+from mtshare_ros.sharing.loader import LoadedModels
 from mtshare_ros.sharing.temporal import TemporalCache
 from mtshare_ros.training.evaluate import normalise
 from mtshare_ros.training.metrics import build_metrics
@@ -80,12 +80,14 @@ class Tally:
             self.drift.setdefault(k, []).append(v)
 
 
-def run_variant(shared: SharedMultiTaskModel, v: Variant, x: torch.Tensor, cache: TemporalCache):
-    """One frame through one variant: (outputs, stats, milliseconds of the model call)."""
+def run_variant(loaded: LoadedModels, v: Variant, x: torch.Tensor, cache: TemporalCache):
+    """One frame through one variant: (outputs, stats, milliseconds of the model call). Without task sharing the
+    engine's sub-tasks are the dense models on every token (``LoadedModels.engine``), as in the node."""
     subtasks = [t for t in v.tasks if t != "segmentation"]
     thr, cap = v.sharing if v.sharing else (0.0, 1.0)
+    engine = loaded.engine(sharing=v.sharing is not None)
     t0 = time.perf_counter()
-    out, stats = shared(x, thr, cap, tasks=subtasks, temporal=v.temporal, cache=cache)
+    out, stats = engine(x, thr, cap, tasks=subtasks, temporal=v.temporal, cache=cache)
     return out, stats, (time.perf_counter() - t0) * 1e3
 
 
@@ -104,7 +106,7 @@ def deviation(out: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dic
 
 
 def measure_sequence(
-    shared: SharedMultiTaskModel, vs: list[Variant], seed: int, kind: str, fps: float, frames: int, size: tuple,
+    loaded: LoadedModels, vs: list[Variant], seed: int, kind: str, fps: float, frames: int, size: tuple,
     progress: Any = None,
 ) -> dict[str, Tally]:
     """Render ``frames`` frames of motion ``kind`` and run every variant on each, in order."""
@@ -120,7 +122,7 @@ def measure_sequence(
         order = vs[k % len(vs):] + vs[:k % len(vs)]
         for v in order:
             with torch.inference_mode():
-                out, stats, ms = run_variant(shared, v, x, caches[v.name])
+                out, stats, ms = run_variant(loaded, v, x, caches[v.name])
             outs[v.name] = out
             tally = tallies[v.name]
             tally.macs.append(stats.macs_total)

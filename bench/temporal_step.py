@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
           Variant("temporal", ("segmentation",), None, settings, "per frame")]
     rows = []
     for name, ckpt in (("shipped", "default"), ("after the temporal step", args.candidate)):
-        base = load_models(ckpt, tasks=["segmentation"], shared=False).dense["segmentation"].eval()
-        engine = SharedMultiTaskModel(base, {}).eval()
+        loaded = load_models(ckpt, tasks=["segmentation"], shared=False)
+        loaded.shared = SharedMultiTaskModel(loaded.dense["segmentation"].eval(), {}).eval()  # the base alone
         for i, kind in SEQUENCES:
-            tallies = measure_sequence(engine, vs, 3_000_009 + i, kind, 30.0, args.frames, (240, 320))
+            tallies = measure_sequence(loaded, vs, 3_000_009 + i, kind, 30.0, args.frames, (240, 320))
             pf, tp = (summarize_tally(tallies[v.name], args.frames) for v in vs)
             rows.append({"model": name, "sequence": kind, "mIoU_per_frame": pf["headline"]["segmentation"],
                          "mIoU_temporal": tp["headline"]["segmentation"],

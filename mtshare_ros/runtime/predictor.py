@@ -81,8 +81,9 @@ class Predictor:
     independent models of the asked tasks. With temporal sharing enabled the engine also reuses the previous
     frames between keyframes (its cache is this predictor's: one camera stream; ``reset_stream`` when the
     stream restarts). Temporal sharing runs in the engine, so with task sharing off but temporal on the
-    sub-tasks run there in full on keyframes (their ``W_base + dW``: for a checkpoint of independent models,
-    exactly those models).
+    sub-tasks run there as the dense models on every token (``LoadedModels.engine(sharing=False)``: a
+    multi-task checkpoint's own heads, an independent checkpoint's models), what the frame would run without
+    temporal sharing.
     """
 
     def __init__(self, checkpoint: str = "default", device: str = "auto", backend: str = "torch") -> None:
@@ -98,14 +99,14 @@ class Predictor:
             if backend != "torch" else None
         self._onnx_stats: dict[tuple, dict[str, float]] = {}
         self.models, self.shared = self.loaded.dense, self.loaded.shared
-        # blocks each sub-task runs itself: 0 for a multi-task model's task without a sub-task file, whose 0%
-        # recomputed is by design (the stats report it beside the fraction)
-        self._own_blocks = {} if self.shared is None else {
-            t: float(self.shared.cfg.depth - s.start_layer) for t, s in self.shared.subtasks.items()}
+        # per engine, the blocks each sub-task runs itself: 0 for a multi-task model's task without a sub-task file,
+        # whose 0% recomputed is by design (the stats report it beside the fraction)
+        self._own_blocks: dict[int, dict[str, float]] = {}
         self.cfg = self.loaded.cfg
         self.class_names = self.loaded.class_names
         self._streams: list[TemporalCache] = []  # every stream's temporal cache (released together)
         self._temporal_on: dict[int, bool] = {}  # per stream: its last frame ran with temporal sharing
+        self._engine_of: dict[int, int] = {}  # per stream: the engine its temporal buffers were filled by
         self.temporal_cache = self.new_stream()  # the stream of callers that have one camera
         self._batch_cache: TemporalCache | None = None
         self._warned_focal = False
@@ -131,7 +132,7 @@ class Predictor:
             self.onnx.prepare(settings, [t for t in settings.tasks if t != BASE_TASK])
 
     def _modules(self) -> list[torch.nn.Module]:
-        return [self.models] + ([self.shared] if self.shared is not None else [])
+        return [self.models, *self.loaded.engines()]
 
     def new_stream(self) -> TemporalCache:
         """A temporal cache for one more camera stream (pass it to ``predict``); released with the others."""
@@ -149,8 +150,8 @@ class Predictor:
         this is what gives the device room for the next one."""
         for cache in self._streams:
             cache.reset()
-        if self.shared is not None:
-            self.shared.clear_caches()
+        for engine in self.loaded.engines():
+            engine.clear_caches()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -186,8 +187,8 @@ class Predictor:
             # temporal sharing switched off: its buffers are stale, and go now with the weights fused for its
             # keyframes (also when a stream reset emptied the buffers first: the fused weights stay until here)
             cache.reset()
-            if self.shared is not None:
-                self.shared.clear_caches()
+            for engine in self.loaded.engines():
+                engine.clear_caches()
         self._temporal_on[id(cache)] = temporal.enabled
         if self.onnx is not None:
             return self._run_onnx(x, settings, subtasks)
@@ -196,10 +197,14 @@ class Predictor:
             # run_tasks: a multi-task checkpoint's one encoder runs once for all the asked heads
             outputs = run_tasks({task: self.models[task] for task in settings.tasks}, x)
             return outputs, {"sharing": 0.0, "temporal": 0.0}
+        engine = self.loaded.engine(sharing)
+        if self._engine_of.setdefault(id(cache), id(engine)) != id(engine):
+            cache.reset()  # task sharing switched: the buffers hold the other engine's sub-task streams
+            self._engine_of[id(cache)] = id(engine)
         thresholds, cap = (s.thresholds(subtasks), s.max_token_fraction) if sharing else (0.0, 1.0)
         mode = s.mode if sharing else "threshold"
-        outputs, st = self.shared(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache, shift=shift,
-                                  mode=mode)
+        outputs, st = engine(x, thresholds, cap, tasks=subtasks, temporal=temporal, cache=cache, shift=shift,
+                             mode=mode)
         stats = {
             "sharing": float(sharing),
             "temporal": float(temporal.enabled),
@@ -214,7 +219,9 @@ class Predictor:
             stats.update({"motion_dy_px": m.last[0], "motion_dx_px": m.last[1], "motion_response": m.last_response,
                           "motion_ms": m.last_ms, "temporal_drift": cache.drift})
         stats.update({f"recomputed_{t}": st.recomputed_fraction[t] for t in st.recomputed_fraction})
-        stats.update({f"own_blocks_{t}": self._own_blocks[t] for t in st.recomputed_fraction if t in self._own_blocks})
+        own = self._own_blocks.setdefault(id(engine), {
+            t: float(engine.cfg.depth - sub.start_layer) for t, sub in engine.subtasks.items()})
+        stats.update({f"own_blocks_{t}": own[t] for t in st.recomputed_fraction if t in own})
         return outputs, stats
 
     def _run_onnx(self, x: torch.Tensor, settings: FrameSettings, subtasks: list[str]

@@ -17,6 +17,11 @@ A multi-task checkpoint (one encoder trained for every task, ``train.shared_enco
 exact deltas are zero, so a task without a trained sub-task file never differs from the base and runs as the
 multi-task model runs it, one encoder pass and its head; a task with one recomputes the tokens its deltas
 change, on top of what the multi-task model gives.
+
+Task sharing off means the dense models, also where the engine runs with it off (temporal sharing runs in the
+engine): ``LoadedModels.engine(sharing=False)`` is the engine of exact deltas, whose sub-tasks are the dense
+models on every token (a multi-task checkpoint's own heads; an independent checkpoint's models), not the trained
+sub-task files run in full, which were trained to recompute a few tokens and are worse on all of them.
 """
 
 from __future__ import annotations
@@ -69,6 +74,10 @@ class LoadedModels:
     meta: dict[str, Any]
     sharing_source: str = "none"
     path: Path = field(default=DEFAULT_CHECKPOINT)
+    # with trained sub-task files attached, the engine of exact deltas (``engine(sharing=False)``), built when
+    # first asked; None while ``shared`` is itself exact
+    _exact: SharedMultiTaskModel | None = field(default=None, repr=False)
+    _exact_differs: bool = False
 
     @property
     def cfg(self) -> ModelConfig:
@@ -81,6 +90,21 @@ class LoadedModels:
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.dense.keys())
+
+    def engine(self, sharing: bool = True) -> SharedMultiTaskModel | None:
+        """The engine a frame runs with task sharing on (``shared``) or off: the sub-tasks as the dense models,
+        every token (exact deltas on ``shared``'s base module, built on the base's device the first time)."""
+        if sharing or not self._exact_differs:
+            return self.shared
+        if self._exact is None:
+            subs = {t: m for t, m in self.dense.items() if t != BASE_TASK}
+            self._exact = SharedMultiTaskModel.from_dense(self.shared.base, subs, delta="dense").eval()
+            self._exact.to(next(self.shared.base.parameters()).device)
+        return self._exact
+
+    def engines(self) -> list[SharedMultiTaskModel]:
+        """The engines built so far (to move them between devices, to clear their caches)."""
+        return [e for e in (self.shared, self._exact) if e is not None]
 
 
 def load_models(
@@ -118,6 +142,7 @@ def load_models(
     )
     attached = _attach_subtask_files(loaded.shared, subtask_files(path))
     if attached:
+        loaded._exact_differs = True
         where = f"{path.parent.name}/{path.stem}_<task>.pt"
         loaded.sharing_source = f"trained sub-task deltas ({', '.join(attached)}) from {where}"
         rest = [t for t in subs if t not in attached]
