@@ -221,6 +221,34 @@ def test_an_integer_patch_shift_of_a_static_scene_recomputes_only_the_entering_b
                     assert stats.keyframe, k
 
 
+def test_a_sub_patch_pan_of_a_static_scene_recomputes_only_the_uncovered_edge(shared):
+    """The view moves by 3, then 6 pixels, less than a patch: with compensation each frame is moved back onto the
+    keyframe's pixels, so every token but the column at the edge the move uncovers meets its reference exactly,
+    and the outputs are the keyframe's moved with the scene away from that edge. Without it most tokens change."""
+    scene = _scene()
+    gh, w = SHIFT_HW[0] // CFG.patch_size, SHIFT_HW[1]
+    rows = {}
+    for motion in ("image", "off"):
+        cache = TemporalCache()
+        ts = _settings(threshold=0.05, max_token_fraction=1.0, motion=motion, scene_cut_fraction=1.0,
+                       max_drift=1e9, max_deferred=1e9)
+        with torch.no_grad():
+            key, _ = shared(_crop(scene, 0, 0), 0.05, 1.0, temporal=ts, cache=cache)
+            for dx in (3, 6):
+                out, stats = shared(_crop(scene, 0, -dx), 0.05, 1.0, temporal=ts, cache=cache, shift=(0.0, 3.0))
+                assert not stats.keyframe
+                rows[motion, dx] = [row["segmentation"].rows for row in stats.layers]
+                if motion == "off":
+                    continue
+                assert cache.motion.applied == (0, 0) and cache.motion.pixels(CFG.patch_size) == (0, dx)
+                assert rows[motion, dx] == [gh] * CFG.depth, rows
+                keep = w - 3 * CFG.patch_size  # clear of the recomputed column and of the heads' reach
+                for t in out:
+                    torch.testing.assert_close(out[t][..., dx:keep], key[t][..., : keep - dx], rtol=0, atol=1e-5)
+    for dx in (3, 6):
+        assert sum(rows["off", dx]) > 3 * sum(rows["image", dx]), rows
+
+
 def test_a_motion_given_by_the_caller_replaces_the_image_estimate(shared):
     """The caller knows the motion (the camera's pose): the buffers follow it without an image estimate."""
     scene = _scene()

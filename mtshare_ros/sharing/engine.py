@@ -70,7 +70,6 @@ from torch import nn
 from mtshare_ros.models.vit import DenseViT, resize_pos_embed
 from mtshare_ros.sharing import block_ops, cost, motion
 from mtshare_ros.sharing.heads import GroupedHeads, can_group
-from mtshare_ros.sharing.motion import entering, shift_grid
 from mtshare_ros.sharing.partial_heads import HeadGroup, run_heads
 from mtshare_ros.sharing.run import EngineRun, LayerRun, RunStats, summarize
 from mtshare_ros.sharing.subtask import SubTaskDelta
@@ -168,6 +167,19 @@ class _TemporalStep:
                      for li in range(last + 1)]
             out[t] = torch.stack(masks).any(0)
         return out
+
+
+@dataclass
+class _Motion:
+    """A frame's motion step (``_motion_step``): the stream's signature, whether the frame may continue it, the
+    whole tokens the references move by now, the pixels the frame moves by to meet them, and its grey frame."""
+
+    signature: tuple
+    continuing: bool
+    tokens: tuple[int, int] = (0, 0)
+    pixels: tuple[int, int] = (0, 0)
+    out_of_view: bool = False
+    grey: torch.Tensor | None = None
 
 
 class SharedMultiTaskModel(nn.Module):
@@ -394,12 +406,20 @@ class SharedMultiTaskModel(nn.Module):
         depth = len(enc.blocks)
         base_task = self.base.task
 
+        start = {t: self.subtasks[t].start_layer for t in sub_names}
+        moved = self._motion_step(x, sub_names, offset, temporal, cache, shift)
+        frame = x  # the camera's frame; ``x`` becomes it moved onto the references' pixel grid (motion.py)
+        if moved is not None and moved.pixels != (0, 0):
+            x = motion.translate(x, (-moved.pixels[0], -moved.pixels[1]))
         tok_b, grid = enc.embed(x) if offset is None else enc.embed(x, offset)
         tok_b = tok_b.contiguous()  # the stem's (B, N, C) is a transposed view: row ops want rows
         b, n, _ = tok_b.shape
         budget = token_budget(n, max_token_fraction)
-        start = {t: self.subtasks[t].start_layer for t in sub_names}
-        step = self._temporal_step(x, tok_b, tuple(grid), sub_names, start, offset, temporal, cache, shift)
+        step = self._temporal_step(x, tok_b, tuple(grid), sub_names, start, offset, temporal, cache, moved)
+        if step is not None and step.keyframe and x is not frame:  # a keyframe runs the frame as it came
+            x = frame
+            tok_b = enc.embed(x)[0].contiguous()
+        unmove = None if step is None or step.keyframe or x is frame else moved.pixels
         names = [t for t in sub_names if start[t] == 0]  # the sub-tasks whose blocks run, stacked in xs
         result = EngineRun({}, base_task, sub_names, b, n, tuple(grid), tuple(x.shape), thr, max_token_fraction,
                            sync_free, embedded=list(names), scores={t: [] for t in sub_names} if keep_scores else None,
@@ -478,6 +498,8 @@ class SharedMultiTaskModel(nn.Module):
                 fi += 1
         changed = step.changed(result.tasks, max(self.cfg.feature_layers)) if result.temporal else None
         result.outputs, result.head_tokens = self._heads(feats, grid, x, sub_names, step, sync_free, changed)
+        if unmove is not None:  # the outputs back onto the camera's pixels
+            result.outputs = {t: motion.translate(o, unmove) for t, o in result.outputs.items()}
         if step is not None:
             step.cache.stale = None  # every stale token was recomputed in every block (the keyframe test saw to it)
             if step.residual:
@@ -485,70 +507,69 @@ class SharedMultiTaskModel(nn.Module):
         return result
 
     # ------------------------------------------------------------------ temporal sharing
+    def _motion_step(self, x: torch.Tensor, sub_names: list[str], offset, temporal: TemporalSettings | None,
+                     cache: TemporalCache | None, shift: tuple[float, float] | None) -> _Motion | None:
+        """With temporal sharing and motion compensation on, the image motion since the previous frame (given, or
+        estimated from the images), added to the stream's: the whole tokens the references move by now and the
+        pixels the frame moves by to meet them (``motion.py``). None when the stream does not continue."""
+        if temporal is None or not temporal.enabled or cache is None:
+            return None
+        signature = self._signature(x, sub_names, offset)
+        if temporal.motion == "off":
+            return _Motion(signature, cache.signature == signature and bool(cache.base))
+        t0 = time.perf_counter()
+        g = motion.grey(x)
+        state = cache.motion
+        moved = _Motion(signature, cache.signature == signature and bool(cache.base), grey=g)
+        if moved.continuing and state.prev is not None:
+            if shift is not None:
+                state.source, state.last_response = "given", 1.0
+            else:
+                dy, dx, state.last_response = motion.estimate_shift(state.prev, g)
+                shift, state.source = (dy, dx), "image"
+            moved.tokens = state.advance(shift, self.cfg.patch_size)
+            p = self.cfg.patch_size
+            moved.out_of_view = motion.shift_too_large((x.shape[-2] // p, x.shape[-1] // p), moved.tokens)
+            moved.pixels = (0, 0) if moved.out_of_view else state.pixels(p)
+        state.prev = g
+        state.last_ms = (time.perf_counter() - t0) * 1e3
+        return moved
+
+    def _signature(self, x: torch.Tensor, sub_names: list[str], offset) -> tuple:
+        """What a stream's frames must share for one to reuse another's buffers."""
+        return (tuple(x.shape), tuple(sub_names), x.device, x.dtype, offset, id(self))
+
     def _temporal_step(
         self, x: torch.Tensor, tok_b: torch.Tensor, grid: tuple[int, int], sub_names: list[str],
         start: dict[str, int], offset, temporal: TemporalSettings | None, cache: TemporalCache | None,
-        shift: tuple[float, float] | None,
+        moved: _Motion | None,
     ) -> _TemporalStep | None:
-        """This frame's temporal mode: None (per-frame inference), a keyframe, or a frame between keyframes. With
-        motion compensation on, the references are first realigned by the image motion (``motion.py``)."""
-        if temporal is None or not temporal.enabled or cache is None:
+        """This frame's temporal mode: None (per-frame inference), a keyframe, or a frame between keyframes.
+        ``moved``: the motion step (``_motion_step``); the references are realigned by its whole tokens first, and
+        ``tok_b`` is the embedding of the frame moved by its pixels."""
+        if moved is None:
             return None
-        signature = (tuple(x.shape), tuple(sub_names), x.device, x.dtype, offset, id(self))
         budget = token_budget(tok_b.shape[1], temporal.max_token_fraction)
-        continuing = cache.signature == signature and bool(cache.base)
-        out_of_view = False
-        g = None
-        if temporal.motion != "off":
-            t0 = time.perf_counter()
-            g = motion.grey(x)
-            state = cache.motion
-            if continuing and state.prev is not None:
-                if shift is not None:
-                    state.source, state.last_response = "given", 1.0
-                else:
-                    dy, dx, state.last_response = motion.estimate_shift(state.prev, g)
-                    shift, state.source = (dy, dx), "image"
-                step_tokens = state.advance(shift, self.cfg.patch_size)
-                if motion.shift_too_large(grid, step_tokens):
-                    continuing, out_of_view = False, True  # nothing of the references is in view: a keyframe
-                elif step_tokens != (0, 0):
-                    pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
-                    if self._realign_helps(tok_b, cache, grid, step_tokens, pos_b, temporal.threshold):
-                        cache.realign(grid, step_tokens, pos_b,
-                                      self._sub_pos_tables(sub_names, start, grid, offset, len(cache.sub)),
-                                      keep_heads=temporal.partial_heads_shift)
-                    else:  # the references' refreshed tokens already follow the scene better unshifted: wait
-                        state.applied = (state.applied[0] - step_tokens[0], state.applied[1] - step_tokens[1])
-            state.prev = g
-            state.last_ms = (time.perf_counter() - t0) * 1e3
+        continuing = moved.continuing and not moved.out_of_view
+        if continuing and moved.tokens != (0, 0):
+            pos_b = self._pos(self.base.encoder.pos_embed, grid, offset)
+            cache.realign(grid, moved.tokens, pos_b, self._sub_pos_tables(sub_names, start, grid, offset,
+                                                                           len(cache.sub)),
+                          keep_heads=temporal.partial_heads_shift)
         first = None
         if continuing:
             first = delta_score(tok_b, cache.base[0].inp[0])
             if cache.stale is not None:
                 first = first.masked_fill(cache.stale, float("inf"))
-        if out_of_view:
+        if moved.out_of_view:
             keyframe = True
             cache.note_keyframe("out_of_view")
         else:  # a new stream or another signature is the first thing is_keyframe tells (first is None then)
-            keyframe = cache.is_keyframe(signature, temporal, first, budget)
-        cache.begin(signature, keyframe)
-        if keyframe:
-            cache.motion.restart(g)
+            keyframe = cache.is_keyframe(moved.signature, temporal, first, budget)
+        cache.begin(moved.signature, keyframe)
+        if keyframe and moved.grey is not None:
+            cache.motion.restart(moved.grey)
         return _TemporalStep(cache, temporal, keyframe, budget, first)
-
-    @staticmethod
-    def _realign_helps(tok_b: torch.Tensor, cache: TemporalCache, grid, shift: tuple[int, int], pos_b: torch.Tensor,
-                       threshold: float) -> bool:
-        """Whether moving the references by ``shift`` leaves fewer of block 0's tokens beyond the threshold than
-        keeping them (entering tokens count as beyond). Tokens recomputed since the keyframe follow the scene
-        already; near half a patch of motion the shifted and unshifted grids match about equally badly."""
-        ref = cache.base[0].inp[0]
-        moved = shift_grid(ref, grid, shift) + (pos_b - shift_grid(pos_b, grid, shift)).to(ref.dtype)
-        new = entering(grid, shift, ref.device)
-        after = (delta_score(tok_b, moved) > threshold) | new
-        before = delta_score(tok_b, ref) > threshold
-        return bool(after.sum() < before.sum())
 
     def _sub_pos_tables(self, sub_names: list[str], start: dict[str, int], grid, offset,
                         blocks: int) -> list[torch.Tensor | None]:

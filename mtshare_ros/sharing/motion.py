@@ -12,11 +12,14 @@ tokens they change. Measured at 1-2 ms per 320x240 frame on one loaded CPU core 
 a homography from sparse flow or DIS dense flow has not been compared yet. It runs in torch on the frame's
 device: no host round trip of the image, one read of the peak.
 
-Realignment (``realign``): the reference buffers are shifted by a whole number of tokens, the accumulated
+Realignment: the reference buffers are shifted by a whole number of tokens (``realign``), the accumulated
 motion rounded to the patch grid; the remainder (at most half a patch) stays in the accumulator, so the
-buffers follow the scene over many frames. The engine applies a shift only where it leaves fewer block-0
-tokens beyond the threshold than keeping the references where they are (tokens refreshed since the keyframe
-already follow the scene); otherwise it retries on the next frame. What is exact and what is approximate:
+buffers follow the scene over many frames. The frame itself is moved by that remainder, rounded to whole pixels
+(``translate``), before it is embedded, and its outputs are moved back after the heads: every frame between
+keyframes is then laid on the keyframe's pixel grid, moved by whole tokens, so a token whose content only moved
+meets a reference of the same content to half a pixel, whether its reference was refreshed since the keyframe
+or not (without the pixel move, a hand-held camera's 1-3 pixels a frame change every patch long before they add
+up to a token). What is exact and what is approximate:
 
 * The shift of a token's stored input, output and QKV rows is exact bookkeeping: each moves with its content.
 * The stored inputs and outputs of every block are corrected by the position-embedding difference of their
@@ -28,7 +31,10 @@ already follow the scene); otherwise it retries on the next frame. What is exact
   ``temporal.py``). Sub-patch motion, rotation, zoom and parallax leave a residual the threshold judges.
 * Tokens whose grid position had no source (entering the view) hold no reference: they are recomputed in every
   block of the frame (``stale``); when they exceed the token cap the frame is a keyframe.
-* The heads run on the current tokens at their current positions: unaffected.
+* The pixel move is a copy of whole pixels, the edge pixels repeated where the move uncovers the frame; moving
+  the outputs back is exact except at the band of (at most half a patch of) pixels at the edge the content
+  entered from, whose outputs repeat the nearest computed ones. Keyframes run the frame as it came.
+* The heads run on the moved frame's tokens at their current positions, before the outputs are moved back.
 
 Motion may also come from the outside: the engine's ``shift`` argument replaces the image estimate for that
 frame, in the same units and sign (pixels of the engine's input, the content's motion). The node gives it from
@@ -115,6 +121,11 @@ class MotionState:
         """A keyframe: the buffers are where the frame is; motion counts from here."""
         self.prev, self.total, self.applied = frame, (0.0, 0.0), (0, 0)
 
+    def pixels(self, patch: int) -> tuple[int, int]:
+        """The whole pixels the current frame is moved by, back onto the buffers' grid: the accumulated motion
+        left after the whole tokens applied (rounded; at most half a patch)."""
+        return (round(self.total[0] - self.applied[0] * patch), round(self.total[1] - self.applied[1] * patch))
+
     def advance(self, shift: tuple[float, float], patch: int) -> tuple[int, int]:
         """Add this frame's motion; return the whole tokens (sy, sx) the buffers must move now."""
         self.last = shift
@@ -123,6 +134,18 @@ class MotionState:
         step = (want[0] - self.applied[0], want[1] - self.applied[1])
         self.applied = want
         return step
+
+
+def translate(t: torch.Tensor, pixels: tuple[int, int]) -> torch.Tensor:
+    """Maps (..., H, W) moved by whole ``pixels`` (dy, dx): ``new[p] = old[p - d]``, edge pixels repeated where
+    nothing moves in."""
+    out = t
+    for dim, d in ((-2, int(pixels[0])), (-1, int(pixels[1]))):
+        if d:
+            n = out.shape[dim]
+            idx = (torch.arange(n, device=out.device) - d).clamp_(0, n - 1)
+            out = out.index_select(dim, idx)
+    return out
 
 
 def shift_grid(t: torch.Tensor, grid: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
