@@ -139,13 +139,17 @@ class MotionState:
 def translate(t: torch.Tensor, pixels: tuple[int, int]) -> torch.Tensor:
     """Maps (..., H, W) moved by whole ``pixels`` (dy, dx): ``new[p] = old[p - d]``, edge pixels repeated where
     nothing moves in."""
-    out = t
-    for dim, d in ((-2, int(pixels[0])), (-1, int(pixels[1]))):
-        if d:
-            n = out.shape[dim]
-            idx = (torch.arange(n, device=out.device) - d).clamp_(0, n - 1)
-            out = out.index_select(dim, idx)
-    return out
+    dy, dx = int(pixels[0]), int(pixels[1])
+    if not (dy or dx):
+        return t
+    h, w = t.shape[-2:]
+    if abs(dy) >= h or abs(dx) >= w:
+        raise ValueError(f"a move of {pixels} pixels leaves nothing of a {h}x{w} map")
+    kept = t[..., max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
+    lead = kept.shape[:-2]
+    flat = kept.reshape(-1, 1, *kept.shape[-2:])  # replicate padding wants (N, C, H, W)
+    out = F.pad(flat, (max(0, dx), max(0, -dx), max(0, dy), max(0, -dy)), mode="replicate")
+    return out.reshape(*lead, h, w)
 
 
 def shift_grid(t: torch.Tensor, grid: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
