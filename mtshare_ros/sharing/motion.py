@@ -146,10 +146,11 @@ def translate(t: torch.Tensor, pixels: tuple[int, int]) -> torch.Tensor:
     if abs(dy) >= h or abs(dx) >= w:
         raise ValueError(f"a move of {pixels} pixels leaves nothing of a {h}x{w} map")
     kept = t[..., max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
-    lead = kept.shape[:-2]
+    pad = (max(0, dx), max(0, -dx), max(0, dy), max(0, -dy))
+    if kept.ndim == 4:  # as it is (a head's channels-last output stays so, without a copy to reorder it)
+        return F.pad(kept, pad, mode="replicate")
     flat = kept.reshape(-1, 1, *kept.shape[-2:])  # replicate padding wants (N, C, H, W)
-    out = F.pad(flat, (max(0, dx), max(0, -dx), max(0, dy), max(0, -dy)), mode="replicate")
-    return out.reshape(*lead, h, w)
+    return F.pad(flat, pad, mode="replicate").reshape(*kept.shape[:-2], h, w)
 
 
 def shift_grid(t: torch.Tensor, grid: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
