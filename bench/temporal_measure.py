@@ -150,6 +150,35 @@ def _update_meters(meters: dict[str, Any], out: dict[str, torch.Tensor], frame) 
         meters["normals"].update(out["normals"], torch.from_numpy(frame.normals).permute(2, 0, 1)[None])
 
 
+ALONE_FRAMES = 90
+"""Frames of each sequence that ``time_alone`` times every main variant on."""
+ALONE_VARIANTS = ("per frame (no task sharing)", "temporal only", "per frame, task sharing (node default)",
+                  "task + temporal", "task + temporal, no motion compensation")
+"""The variants timed alone: each way a node runs the three tasks, with the reference it is judged against."""
+
+
+def time_alone(loaded: LoadedModels, vs: list[Variant], seed: int, kind: str, fps: float, size: tuple,
+               frames: int = ALONE_FRAMES, repeats: int = 2) -> dict[str, float]:
+    """Median ms of the model call per frame of each variant in ``ALONE_VARIANTS`` run alone over the first
+    ``frames`` frames, as a node runs it (its own weights, buffers and caches warm from its previous frame), the
+    best of ``repeats`` passes. ``measure_sequence`` runs every variant on each frame in turn, which evicts each
+    one's caches for the next and so charges temporal sharing, whose buffers are the larger, more than a node
+    pays; both timings are reported."""
+    xs = [normalise(torch.from_numpy(f.rgb).permute(2, 0, 1)[None].float() / 255.0)
+          for f in render_motion(seed, kind, frames, fps, *size)]
+    chosen = [v for v in vs if v.name in ALONE_VARIANTS]
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for v in chosen:
+            cache, ms = TemporalCache(), []
+            with torch.inference_mode():
+                for x in xs:
+                    ms.append(run_variant(loaded, v, x, cache)[2])
+            med = float(np.median(ms[5:] or ms))  # after the stream's first frames (a keyframe, cold caches)
+            best[v.name] = min(best.get(v.name, med), med)
+    return best
+
+
 def summarize_tally(tally: Tally, frames: int) -> dict[str, Any]:
     """The numbers of one variant on one sequence (timing: median and mean over frames after the first)."""
     ms = tally.ms[1:] or tally.ms

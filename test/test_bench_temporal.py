@@ -69,6 +69,20 @@ def test_without_real_root_the_real_part_is_skipped_and_said_so(runs):
     assert "## Real sequence" in md and "Skipped: no --real-root given" in md
 
 
+def test_the_main_variants_are_also_timed_alone(runs):
+    """Each way a node runs the tasks gets a timing of its own pass over the sequence beside the interleaved one;
+    the sweep and the base task alone do not."""
+    (r, md), _ = runs
+    v = r["sequences"]["static@30"]["variants"]
+    alone = {name for name, t in v.items() if "ms_alone_median" in t}
+    assert alone == set(load_bench("temporal_measure").ALONE_VARIANTS)
+    assert all(v[n]["ms_alone_median"] > 0 for n in alone)
+    row = next(line for line in md.splitlines() if line.startswith("| task + temporal |"))
+    ref = v["per frame, task sharing (node default)"]["ms_alone_median"]
+    assert f"| {v['task + temporal']['ms_alone_median']:.1f} | " in row
+    assert f"{v['task + temporal']['ms_alone_median'] / ref:.2f}x" in row
+
+
 def test_real_part_alone_keeps_the_rendered_part(runs):
     (first, _), (r, md) = runs
     assert r["sequences"] == first["sequences"] and r["goals"] == first["goals"]
