@@ -127,9 +127,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "come on scene cuts, stream breaks and ~/reset.", range=(1, 100000)),
     ParamSpec("temporal.motion", str, _TEMPORAL.motion,
               "Motion compensation of the reference buffers: 'image' estimates the image motion between frames "
-              "(phase correlation on a downscaled grey frame, ~1-2 ms) and moves the references by whole tokens "
-              "with it, so that content that only moved is not recomputed; 'off' compares tokens at fixed grid "
-              "positions.", choices=("image", "off")),
+              "(phase correlation on a downscaled grey frame, ~1-2 ms), moves the references by whole tokens and "
+              "the frame by the remaining whole pixels with it, so that content that only moved is not recomputed; "
+              "'off' compares tokens at fixed grid positions.", choices=("image", "off")),
     ParamSpec("temporal.motion_frame", str, _FRAME.motion_frame,
               "Fixed frame (e.g. 'odom') to look the camera's pose up in for motion compensation: the image "
               "motion is the camera's rotation and translation between the previous and the current frame "

@@ -29,9 +29,9 @@ the depth: exact (a camera turning right by ``a`` about its optical y axis moves
 pixels to the left, dx = -fx tan(a)); pixels off the centre move a little more, so the image estimate (a best
 global translation) reads up to ~10% more on a wide lens. A translation moves points by a parallax that depends
 on their depth: exact for scene points at that depth, approximate for the others, and with the nominal depth a
-guess. The engine rounds the motion to whole tokens, and its threshold recomputes what the shift does not
-explain (``sharing/motion.py``). Lens distortion is ignored (the pinhole of ``K``), and the shift is only as
-good as the TF tree (stale odometry, a wrong extrinsic calibration).
+guess. The engine moves its references by whole tokens and the frame by the remaining whole pixels, and its
+threshold recomputes what the shift does not explain (``sharing/motion.py``). Lens distortion is ignored (the
+pinhole of ``K``), and the shift is only as good as the TF tree (stale odometry, a wrong extrinsic calibration).
 """
 
 from __future__ import annotations
